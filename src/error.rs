@@ -1,0 +1,119 @@
+//! Why a file (or part of one) was not used, in a form that is both logged and counted.
+//!
+//! Every stage that can meet bad input reports a [`FileIssue`] instead of failing: one bad
+//! file must never cost the scrape. The [`Reason`] is a short, stable token because it
+//! becomes the `reason` label of `multiproc_exporter_file_errors_total`.
+
+use std::fmt;
+
+/// The category of a problem with one file. Stable: used as a metric label value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// The name ends in `.db` but does not follow `<type>_[<mode>_]<pid>.db`.
+    BadName,
+    /// A type prometheus_client writes no files for (info, stateset, gaugehistogram).
+    UnsupportedType,
+    /// A symbolic link: never followed, it could point outside the directory.
+    Symlink,
+    /// A directory, FIFO, socket or device named `*.db`.
+    NotRegular,
+    /// Permission denied or another error opening or reading the file.
+    Unreadable,
+    /// The file disappeared between listing and reading.
+    Vanished,
+    /// Zero bytes, or too short to hold the 8-byte header.
+    Empty,
+    /// The header's `used` is negative or smaller than the header itself.
+    BadHeader,
+    /// `used` points past the end of the file; the part that exists was read.
+    UsedBeyondEof,
+    /// The file is larger than the configured per-file bound; the bound was read.
+    TooLarge,
+    /// An entry's key length is negative or runs past `used`.
+    BadLength,
+    /// The last entry is cut short: its value lies past `used`.
+    TornEntry,
+    /// A key is not valid UTF-8.
+    BadUtf8,
+    /// A key is not valid JSON.
+    BadJson,
+    /// A key is JSON but not `[metric, sample, {labels}, help]` with string members.
+    BadKey,
+    /// A histogram bucket whose `le` label is not a number.
+    BadBucket,
+    /// A file written by prometheus_client before 0.18 (8-byte values); skipped whole.
+    OldFormat,
+    /// Another program's file (for example SQLite) named `*.db`.
+    Foreign,
+}
+
+impl Reason {
+    /// Every reason, for declaring metric label values up front.
+    pub const ALL: [Reason; 18] = [
+        Reason::BadName,
+        Reason::UnsupportedType,
+        Reason::Symlink,
+        Reason::NotRegular,
+        Reason::Unreadable,
+        Reason::Vanished,
+        Reason::Empty,
+        Reason::BadHeader,
+        Reason::UsedBeyondEof,
+        Reason::TooLarge,
+        Reason::BadLength,
+        Reason::TornEntry,
+        Reason::BadUtf8,
+        Reason::BadJson,
+        Reason::BadKey,
+        Reason::BadBucket,
+        Reason::OldFormat,
+        Reason::Foreign,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::BadName => "bad_name",
+            Reason::UnsupportedType => "unsupported_type",
+            Reason::Symlink => "symlink",
+            Reason::NotRegular => "not_regular_file",
+            Reason::Unreadable => "unreadable",
+            Reason::Vanished => "vanished",
+            Reason::Empty => "empty",
+            Reason::BadHeader => "bad_header",
+            Reason::UsedBeyondEof => "used_beyond_eof",
+            Reason::TooLarge => "too_large",
+            Reason::BadLength => "bad_length",
+            Reason::TornEntry => "torn_entry",
+            Reason::BadUtf8 => "bad_utf8",
+            Reason::BadJson => "bad_json",
+            Reason::BadKey => "bad_key",
+            Reason::BadBucket => "bad_bucket",
+            Reason::OldFormat => "old_format",
+            Reason::Foreign => "foreign",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem with one file: which file, what category, and what exactly was wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileIssue {
+    /// The file name inside the directory.
+    pub file: String,
+    /// The category.
+    pub reason: Reason,
+    /// A sentence for humans: what was found, where (byte offsets) and what was kept.
+    pub detail: String,
+}
+
+impl fmt::Display for FileIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} ({})", self.file, self.detail, self.reason)
+    }
+}

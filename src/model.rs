@@ -1,0 +1,198 @@
+//! Vocabulary shared by the pipeline stages: metric types and gauge modes.
+//!
+//! prometheus_client encodes both in the file name, so these types are decided by
+//! `scan` and carried through `merge` into `render`.
+
+use std::fmt;
+
+/// The type of a metric family, as prometheus_client's `Metric.type` spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MetricType {
+    /// `counter_<pid>.db`.
+    Counter,
+    /// `gauge_<mode>_<pid>.db`.
+    Gauge,
+    /// `histogram_<pid>.db`.
+    Histogram,
+    /// `summary_<pid>.db`.
+    Summary,
+    /// `unknown_<pid>.db` or `untyped_<pid>.db`: never written by prometheus_client,
+    /// but its collector reads them, so we do too.
+    Unknown,
+}
+
+impl MetricType {
+    /// The OpenMetrics spelling (also prometheus_client's internal one).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::Summary => "summary",
+            MetricType::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for MetricType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the per-process values of one gauge series are combined.
+///
+/// `Other` keeps a mode token that prometheus_client does not know: its collector
+/// does not reject such files, it merges them like `all`, and so do we.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GaugeMode {
+    /// One series per process, labelled `pid`.
+    All,
+    /// `all`, removed when the process dies.
+    LiveAll,
+    /// Minimum over processes.
+    Min,
+    /// `min` over live processes.
+    LiveMin,
+    /// Maximum over processes.
+    Max,
+    /// `max` over live processes.
+    LiveMax,
+    /// Sum over processes.
+    Sum,
+    /// `sum` over live processes.
+    LiveSum,
+    /// The value with the newest timestamp.
+    MostRecent,
+    /// `mostrecent` over live processes.
+    LiveMostRecent,
+    /// An unknown token from a file name; merged like `all`.
+    Other(String),
+}
+
+/// The merge rule a gauge mode selects (live and non-live modes merge alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GaugeRule {
+    /// Keep each process's value, labelled with its pid.
+    PerPid,
+    /// Minimum.
+    Min,
+    /// Maximum.
+    Max,
+    /// Sum.
+    Sum,
+    /// Newest timestamp wins.
+    MostRecent,
+}
+
+impl GaugeMode {
+    /// Every mode prometheus_client 0.26.0 defines, in its documentation order.
+    pub const KNOWN: [GaugeMode; 10] = [
+        GaugeMode::All,
+        GaugeMode::LiveAll,
+        GaugeMode::Min,
+        GaugeMode::LiveMin,
+        GaugeMode::Max,
+        GaugeMode::LiveMax,
+        GaugeMode::Sum,
+        GaugeMode::LiveSum,
+        GaugeMode::MostRecent,
+        GaugeMode::LiveMostRecent,
+    ];
+
+    /// Reads the mode token of a gauge file name.
+    pub fn from_token(token: &str) -> GaugeMode {
+        match token {
+            "all" => GaugeMode::All,
+            "liveall" => GaugeMode::LiveAll,
+            "min" => GaugeMode::Min,
+            "livemin" => GaugeMode::LiveMin,
+            "max" => GaugeMode::Max,
+            "livemax" => GaugeMode::LiveMax,
+            "sum" => GaugeMode::Sum,
+            "livesum" => GaugeMode::LiveSum,
+            "mostrecent" => GaugeMode::MostRecent,
+            "livemostrecent" => GaugeMode::LiveMostRecent,
+            other => GaugeMode::Other(other.to_owned()),
+        }
+    }
+
+    /// The token as it appears in file names.
+    pub fn token(&self) -> &str {
+        match self {
+            GaugeMode::All => "all",
+            GaugeMode::LiveAll => "liveall",
+            GaugeMode::Min => "min",
+            GaugeMode::LiveMin => "livemin",
+            GaugeMode::Max => "max",
+            GaugeMode::LiveMax => "livemax",
+            GaugeMode::Sum => "sum",
+            GaugeMode::LiveSum => "livesum",
+            GaugeMode::MostRecent => "mostrecent",
+            GaugeMode::LiveMostRecent => "livemostrecent",
+            GaugeMode::Other(token) => token,
+        }
+    }
+
+    /// Whether `mark_process_dead` removes files of this mode.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self,
+            GaugeMode::LiveAll
+                | GaugeMode::LiveMin
+                | GaugeMode::LiveMax
+                | GaugeMode::LiveSum
+                | GaugeMode::LiveMostRecent
+        )
+    }
+
+    /// The merge rule of this mode.
+    pub fn rule(&self) -> GaugeRule {
+        match self {
+            GaugeMode::Min | GaugeMode::LiveMin => GaugeRule::Min,
+            GaugeMode::Max | GaugeMode::LiveMax => GaugeRule::Max,
+            GaugeMode::Sum | GaugeMode::LiveSum => GaugeRule::Sum,
+            GaugeMode::MostRecent | GaugeMode::LiveMostRecent => GaugeRule::MostRecent,
+            GaugeMode::All | GaugeMode::LiveAll | GaugeMode::Other(_) => GaugeRule::PerPid,
+        }
+    }
+}
+
+/// What a file holds, decided from its name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// Counter samples (`<name>_total`).
+    Counter,
+    /// Gauge samples merged with the given mode.
+    Gauge(GaugeMode),
+    /// Histogram `_sum` and non-cumulative `_bucket` samples.
+    Histogram,
+    /// Summary `_count` and `_sum` samples.
+    Summary,
+    /// Untyped samples.
+    Unknown,
+}
+
+impl FileKind {
+    /// The family type a file of this kind gives a family it is first to mention.
+    pub fn metric_type(&self) -> MetricType {
+        match self {
+            FileKind::Counter => MetricType::Counter,
+            FileKind::Gauge(_) => MetricType::Gauge,
+            FileKind::Histogram => MetricType::Histogram,
+            FileKind::Summary => MetricType::Summary,
+            FileKind::Unknown => MetricType::Unknown,
+        }
+    }
+
+    /// The short name used in self-metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FileKind::Counter => "counter",
+            FileKind::Gauge(_) => "gauge",
+            FileKind::Histogram => "histogram",
+            FileKind::Summary => "summary",
+            FileKind::Unknown => "unknown",
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Stage 2: bring the bytes `[0, min(used, size))` of one file into memory.
+//!
+//! Writers grow files with `truncate` and change them in place while we read, so this
+//! stage trusts nothing: it opens without following symlinks and without blocking (a
+//! FIFO named `x.db` must not hang a scrape), checks that it holds a regular file, reads
+//! the header, and then reads no further than both `used` and the file size allow, with
+//! `pread`, never through a mapping (a file truncated under a mapping raises SIGBUS).
+//! Bytes past `used` are never touched: on tmpfs the sparse tail costs nothing until
+//! someone faults it in.
+//!
+//! Bad input: everything is reported as a [`ReadError`] for this file alone.
+
+use crate::error::Reason;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::time::SystemTime;
+use std::path::Path;
+use thiserror::Error;
+
+/// The header: an `i32` `used` (native byte order) and four bytes of padding.
+pub const HEADER_LEN: usize = 8;
+
+/// Reading one file failed; nothing of it can be used.
+#[derive(Debug, Error)]
+pub enum ReadError {
+    /// The file disappeared before it could be opened.
+    #[error("the file vanished before it could be read")]
+    Vanished,
+    /// A symlink appeared where the listing saw a file.
+    #[error("symbolic links are not followed")]
+    Symlink,
+    /// A FIFO, socket, device or directory.
+    #[error("not a regular file")]
+    NotRegular,
+    /// The operating system refused to open or read it.
+    #[error("cannot read the file: {0}")]
+    Io(#[source] io::Error),
+}
+
+impl ReadError {
+    /// The counted category.
+    pub fn reason(&self) -> Reason {
+        match self {
+            ReadError::Vanished => Reason::Vanished,
+            ReadError::Symlink => Reason::Symlink,
+            ReadError::NotRegular => Reason::NotRegular,
+            ReadError::Io(_) => Reason::Unreadable,
+        }
+    }
+}
+
+/// The identity of a file's content: device, inode and birth time. An inode number
+/// alone can be reused by a new file after the old one is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileId {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Birth time, where the filesystem records one.
+    pub born: Option<SystemTime>,
+}
+
+/// What one read of a file saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// `[0, min(used, size, limit))`; shorter than 8 bytes only for an empty file.
+    pub bytes: Vec<u8>,
+    /// The file size at the time of the read.
+    pub size: u64,
+    /// The header's `used`, if the file is long enough to have a header.
+    pub used: Option<i32>,
+    /// Which file this was.
+    pub id: FileId,
+}
+
+/// Reads the used part of the file at `path`, at most `limit` bytes.
+///
+/// # Errors
+/// When the file cannot be opened or read at all; a short or odd file is not an error
+/// here (the parse stage judges the bytes).
+pub fn read_file(path: &Path, limit: u64) -> Result<Snapshot, ReadError> {
+    let file = open(path)?;
+    read_open(&file, limit)
+}
+
+fn open(path: &Path) -> Result<File, ReadError> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    match opened {
+        Ok(file) => Ok(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ReadError::Vanished),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(ReadError::Symlink),
+        Err(e) => Err(ReadError::Io(e)),
+    }
+}
+
+/// Reads an already opened file (kept open between scrapes by later stages).
+///
+/// # Errors
+/// As [`read_file`].
+pub fn read_open(file: &File, limit: u64) -> Result<Snapshot, ReadError> {
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.file_type().is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    let size = meta.len();
+    let id = FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        born: meta.created().ok(),
+    };
+    let mut header = [0u8; HEADER_LEN];
+    let got = read_at_most(file, &mut header, 0).map_err(ReadError::Io)?;
+    if got < HEADER_LEN {
+        return Ok(Snapshot {
+            bytes: header[..got].to_vec(),
+            size,
+            used: None,
+            id,
+        });
+    }
+    let used = i32::from_ne_bytes([header[0], header[1], header[2], header[3]]);
+    let want = u64::try_from(used.max(0))
+        .unwrap_or(0)
+        .min(size)
+        .min(limit)
+        .max(HEADER_LEN as u64);
+    let want = usize::try_from(want).unwrap_or(usize::MAX);
+    let mut bytes = vec![0u8; want];
+    bytes[..HEADER_LEN].copy_from_slice(&header);
+    let got = HEADER_LEN
+        + read_at_most(file, &mut bytes[HEADER_LEN..], HEADER_LEN as u64).map_err(ReadError::Io)?;
+    // A file truncated between fstat and pread reads short: keep what exists.
+    bytes.truncate(got);
+    Ok(Snapshot {
+        bytes,
+        size,
+        used: Some(used),
+        id,
+    })
+}
+
+/// `pread` until `buf` is full or the file ends; returns the bytes read.
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn reads_only_up_to_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counter_1.db");
+        let mut content = vec![0u8; 4096];
+        content[..4].copy_from_slice(&16i32.to_ne_bytes());
+        content[8..16].copy_from_slice(b"ABCDEFGH");
+        content[16..24].copy_from_slice(b"IJKLMNOP");
+        File::create(&path).unwrap().write_all(&content).unwrap();
+        let snap = read_file(&path, u64::MAX).unwrap();
+        assert_eq!(snap.bytes.len(), 16);
+        assert_eq!(snap.used, Some(16));
+        assert_eq!(snap.size, 4096);
+    }
+
+    #[test]
+    fn used_beyond_the_end_reads_what_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counter_1.db");
+        let mut content = vec![0u8; 24];
+        content[..4].copy_from_slice(&1000i32.to_ne_bytes());
+        File::create(&path).unwrap().write_all(&content).unwrap();
+        let snap = read_file(&path, u64::MAX).unwrap();
+        assert_eq!(snap.bytes.len(), 24);
+        assert_eq!(snap.used, Some(1000));
+    }
+
+    #[test]
+    fn refuses_symlinks_and_fifos() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        File::create(&target).unwrap();
+        let link = dir.path().join("counter_1.db");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(read_file(&link, 1 << 20), Err(ReadError::Symlink)));
+        let fifo = dir.path().join("counter_2.db");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        assert!(matches!(read_file(&fifo, 1 << 20), Err(ReadError::NotRegular)));
+        assert!(matches!(
+            read_file(&dir.path().join("gone.db"), 1),
+            Err(ReadError::Vanished)
+        ));
+    }
+
+    #[test]
+    fn zero_length_file_has_no_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counter_1.db");
+        File::create(&path).unwrap();
+        let snap = read_file(&path, 1 << 20).unwrap();
+        assert_eq!((snap.bytes.len(), snap.used), (0, None));
+    }
+}

@@ -1,0 +1,172 @@
+//! Number spelling identical to prometheus_client 0.26.0's `floatToGoString`.
+//!
+//! That function prints Python's `repr` (shortest round-trip digits; fixed notation for
+//! exponents -4..=15, always with a `.`), except that positive numbers with 7 to 16
+//! integer digits switch to Go's exponent form (`1e+06`, `1.234567e+06`); negatives keep
+//! Python's form (`-1234567.0`). Rust's `{}` differs in all of these, so we spell numbers
+//! ourselves from the shortest digits that `{:e}` yields.
+
+use std::fmt::Write;
+
+/// Appends `x` spelled as prometheus_client spells sample values and `le` bounds.
+pub fn push_go(out: &mut String, x: f64) {
+    if x.is_nan() {
+        out.push_str("NaN");
+    } else if x == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if x == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else if x == 0.0 {
+        out.push_str(if x.is_sign_negative() { "-0.0" } else { "0.0" });
+    } else {
+        let mut buf = Buf::new();
+        // Shortest round-trip digits in scientific form: `d[.ddd]e[-]N`.
+        let _ = write!(buf, "{:e}", x.abs());
+        let text = buf.as_str();
+        let (mantissa, exp) = text.split_once('e').unwrap_or((text, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        let (lead, rest) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if x < 0.0 {
+            out.push('-');
+        }
+        if x > 0.0 && (6..16).contains(&exp) {
+            // floatToGoString's rewrite of Python's fixed form with >= 7 integer digits.
+            out.push_str(lead);
+            if !rest.is_empty() {
+                out.push('.');
+                out.push_str(rest);
+            }
+            let _ = write!(out, "e+{exp:02}");
+        } else if (-4..16).contains(&exp) {
+            push_fixed(out, lead, rest, exp);
+        } else {
+            out.push_str(lead);
+            if !rest.is_empty() {
+                out.push('.');
+                out.push_str(rest);
+            }
+            let sign = if exp < 0 { '-' } else { '+' };
+            let _ = write!(out, "e{sign}{:02}", exp.unsigned_abs());
+        }
+    }
+}
+
+/// Python's fixed notation for digits `lead.rest` times `10^exp`.
+fn push_fixed(out: &mut String, lead: &str, rest: &str, exp: i32) {
+    if exp < 0 {
+        out.push_str("0.");
+        for _ in 0..(-exp - 1) {
+            out.push('0');
+        }
+        out.push_str(lead);
+        out.push_str(rest);
+        return;
+    }
+    let int_digits = exp as usize + 1;
+    out.push_str(lead);
+    let digits = rest.as_bytes();
+    for i in 0..int_digits - 1 {
+        out.push(digits.get(i).map_or('0', |&d| char::from(d)));
+    }
+    out.push('.');
+    match rest.get(int_digits - 1..) {
+        Some(frac) if !frac.is_empty() => out.push_str(frac),
+        _ => out.push('0'),
+    }
+}
+
+/// The spelling of `x` as a new string.
+pub fn go(x: f64) -> String {
+    let mut s = String::new();
+    push_go(&mut s, x);
+    s
+}
+
+/// A stack buffer for one formatted number (`{:e}` of an f64 is at most 24 bytes).
+struct Buf {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl Buf {
+    fn new() -> Buf {
+        Buf {
+            bytes: [0; 40],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl Write for Buf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn matches_prometheus_client_0_26() {
+        // Each pair was printed by prometheus_client.utils.floatToGoString (0.26.0).
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (2.5, "2.5"),
+            (0.1, "0.1"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (123456.0, "123456.0"),
+            (1e6, "1e+06"),
+            (1234567.0, "1.234567e+06"),
+            (1000000.5, "1.0000005e+06"),
+            (1e10, "1e+10"),
+            (9999999999999998.0, "9.999999999999998e+15"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (1e300, "1e+300"),
+            (-1234567.0, "-1234567.0"),
+            (-1e16, "-1e+16"),
+            (-0.00001, "-1e-05"),
+            (5e-324, "5e-324"),
+            (9007199254740993.0, "9.007199254740992e+15"),
+            (0.005, "0.005"),
+            (1e7, "1e+07"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (123.456, "123.456"),
+            (-2.0, "-2.0"),
+            (100.0, "100.0"),
+        ];
+        for &(x, want) in cases {
+            assert_eq!(go(x), want, "spelling of {x:e}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(x in any::<f64>()) {
+            let s = go(x);
+            let back: f64 = match s.as_str() {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                "NaN" => f64::NAN,
+                other => other.parse().unwrap(),
+            };
+            prop_assert!(back.to_bits() == x.to_bits() || (x.is_nan() && back.is_nan()));
+        }
+    }
+}

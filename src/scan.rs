@@ -1,0 +1,239 @@
+//! Stage 1: list the directory and read each file name as prometheus_client does.
+//!
+//! The collector globs `*.db` (hidden names excluded) and splits the base name on `_`:
+//! the type is the first field, a gauge's mode the second, and a gauge's `pid` label the
+//! third field minus its last three characters. We keep that exact rule for the `pid`
+//! label (an identifier containing `_` is truncated upstream, and the merged output must
+//! match), and also keep the whole identifier, which liveness needs.
+//!
+//! Bad input: names that do not fit the grammar, symlinks and non-regular files are
+//! reported and skipped; they never stop the listing. Only an unlistable directory is an
+//! error, because then nothing can be served.
+
+use crate::error::{FileIssue, Reason};
+use crate::model::{FileKind, GaugeMode};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// A file the collector would read, with what its name says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbFile {
+    /// The base name, e.g. `gauge_livesum_123.db`.
+    pub name: String,
+    /// What the file holds.
+    pub kind: FileKind,
+    /// The writer's process identifier as written in the name (usually a pid).
+    pub pid: String,
+    /// The `pid` label value prometheus_client derives for `all` gauges.
+    pub pid_label: String,
+}
+
+/// The result of listing a directory: readable candidates and skipped names.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Files to read, sorted by name (bytewise), which fixes the merge order.
+    pub files: Vec<DbFile>,
+    /// Names ending in `.db` that will not be read, and why.
+    pub skipped: Vec<FileIssue>,
+}
+
+/// Listing the directory failed as a whole.
+#[derive(Debug, Error)]
+pub enum ScanError {
+    /// The directory does not exist (yet).
+    #[error("directory {} does not exist", path.display())]
+    Missing {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The path exists but is not a directory.
+    #[error("{} is not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The directory could not be listed.
+    #[error("cannot list directory {}: {source}", path.display())]
+    Unreadable {
+        /// The directory.
+        path: PathBuf,
+        /// The operating system's answer.
+        source: io::Error,
+    },
+}
+
+/// Reads a base name with prometheus_client's rules.
+///
+/// `Ok(None)` means the collector would not look at the name at all (not `*.db`, or
+/// hidden); `Err` means it would, and it is not usable.
+pub fn parse_name(name: &str) -> Result<Option<DbFile>, (Reason, String)> {
+    let Some(stem) = name.strip_suffix(".db") else {
+        return Ok(None);
+    };
+    if name.starts_with('.') {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = name.split('_').collect();
+    let bad = |what: &str| Err((Reason::BadName, what.to_owned()));
+    let (kind, pid) = match parts[0] {
+        "counter" | "histogram" | "summary" | "unknown" | "untyped" => {
+            let kind = match parts[0] {
+                "counter" => FileKind::Counter,
+                "histogram" => FileKind::Histogram,
+                "summary" => FileKind::Summary,
+                _ => FileKind::Unknown,
+            };
+            (kind, &stem[parts[0].len() + 1..])
+        }
+        "gauge" => {
+            if parts.len() < 3 {
+                return bad("a gauge file name needs a mode and a pid: gauge_<mode>_<pid>.db");
+            }
+            let mode = GaugeMode::from_token(parts[1]);
+            (FileKind::Gauge(mode), &stem[parts[0].len() + parts[1].len() + 2..])
+        }
+        "info" | "stateset" | "gaugehistogram" => {
+            return Err((
+                Reason::UnsupportedType,
+                format!("prometheus_client writes no {} files", parts[0]),
+            ));
+        }
+        _ if parts.len() == 1 => {
+            return bad("the name has no type prefix (expected <type>_<pid>.db)");
+        }
+        other => {
+            return Err((
+                Reason::BadName,
+                format!("unknown metric type {other:?} in the file name"),
+            ));
+        }
+    };
+    let pid_label = match &kind {
+        // `parts[2][:-3]`: drop three characters, as the collector does.
+        FileKind::Gauge(_) => {
+            let field = parts[2];
+            let keep = field.chars().count().saturating_sub(3);
+            field.chars().take(keep).collect()
+        }
+        _ => String::new(),
+    };
+    Ok(Some(DbFile {
+        name: name.to_owned(),
+        kind,
+        pid: pid.to_owned(),
+        pid_label,
+    }))
+}
+
+/// Lists `dir` without following symlinks or recursing.
+///
+/// # Errors
+/// Only when the directory itself cannot be listed; problems with single entries are
+/// returned in [`Listing::skipped`].
+pub fn scan(dir: &Path) -> Result<Listing, ScanError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(source) => {
+            return Err(match source.kind() {
+                io::ErrorKind::NotFound => ScanError::Missing {
+                    path: dir.to_owned(),
+                },
+                io::ErrorKind::NotADirectory => ScanError::NotADirectory {
+                    path: dir.to_owned(),
+                },
+                _ => ScanError::Unreadable {
+                    path: dir.to_owned(),
+                    source,
+                },
+            });
+        }
+    };
+    let mut listing = Listing::default();
+    for entry in entries {
+        let entry = entry.map_err(|source| ScanError::Unreadable {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let os_name = entry.file_name();
+        let Some(name) = os_name.to_str() else {
+            // Not UTF-8, so it cannot be one of the names prometheus_client writes.
+            continue;
+        };
+        let file = match parse_name(name) {
+            Ok(Some(file)) => file,
+            Ok(None) => continue,
+            Err((reason, detail)) => {
+                listing.skipped.push(FileIssue {
+                    file: name.to_owned(),
+                    reason,
+                    detail,
+                });
+                continue;
+            }
+        };
+        // The entry type comes from readdir and does not follow links.
+        match entry.file_type() {
+            Ok(t) if t.is_symlink() => listing.skipped.push(FileIssue {
+                file: file.name,
+                reason: Reason::Symlink,
+                detail: "symbolic links are not followed".to_owned(),
+            }),
+            Ok(t) if !t.is_file() => listing.skipped.push(FileIssue {
+                file: file.name,
+                reason: Reason::NotRegular,
+                detail: "not a regular file".to_owned(),
+            }),
+            Ok(_) => listing.files.push(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => listing.skipped.push(FileIssue {
+                file: file.name,
+                reason: Reason::Unreadable,
+                detail: format!("cannot read the file type: {e}"),
+            }),
+        }
+    }
+    listing.files.sort_by(|a, b| a.name.cmp(&b.name));
+    listing.skipped.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(listing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_client() {
+        let f = parse_name("counter_123.db").unwrap().unwrap();
+        assert_eq!((f.kind, f.pid.as_str()), (FileKind::Counter, "123"));
+        let g = parse_name("gauge_livesum_77.db").unwrap().unwrap();
+        assert_eq!(g.kind, FileKind::Gauge(GaugeMode::LiveSum));
+        assert_eq!((g.pid.as_str(), g.pid_label.as_str()), ("77", "77"));
+        let u = parse_name("untyped_1.db").unwrap().unwrap();
+        assert_eq!(u.kind, FileKind::Unknown);
+    }
+
+    #[test]
+    fn pid_label_keeps_the_upstream_truncation() {
+        // `gauge_all_host_a_7.db` gets `pid="h"` from prometheus_client.
+        let g = parse_name("gauge_all_host_a_7.db").unwrap().unwrap();
+        assert_eq!(g.pid_label, "h");
+        assert_eq!(g.pid, "host_a_7");
+    }
+
+    #[test]
+    fn ignored_and_bad_names() {
+        assert_eq!(parse_name("x.db.tmp"), Ok(None));
+        assert_eq!(parse_name(".counter_1.db"), Ok(None));
+        assert_eq!(parse_name("gauge_1.db").unwrap_err().0, Reason::BadName);
+        assert_eq!(parse_name("foo.db").unwrap_err().0, Reason::BadName);
+        assert_eq!(parse_name("sqlite_x.db").unwrap_err().0, Reason::BadName);
+        assert_eq!(
+            parse_name("info_1.db").unwrap_err().0,
+            Reason::UnsupportedType
+        );
+        let odd = parse_name("gauge_weird_5.db").unwrap().unwrap();
+        assert_eq!(odd.kind, FileKind::Gauge(GaugeMode::Other("weird".into())));
+    }
+}
