@@ -45,7 +45,7 @@ pub struct RenderArgs {
     #[arg(long = "dir", env = DIR_ENV, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Exposition format to print.
-    #[arg(long = "format", value_enum, default_value_t = FormatArg::Text)]
+    #[arg(id = "render_format", long = "format", value_name = "FORMAT", value_enum, default_value_t = FormatArg::Text)]
     pub format: FormatArg,
 }
 
@@ -73,6 +73,7 @@ impl FormatArg {
 pub struct LogArgs {
     /// Only log messages with the given severity or above.
     #[arg(
+        id = "log_level",
         long = "log.level",
         env = "MULTIPROC_EXPORTER_LOG_LEVEL",
         value_enum,
@@ -82,6 +83,7 @@ pub struct LogArgs {
     pub level: LogLevel,
     /// Output format of log messages.
     #[arg(
+        id = "log_format",
         long = "log.format",
         env = "MULTIPROC_EXPORTER_LOG_FORMAT",
         value_enum,
@@ -153,6 +155,12 @@ pub fn resolve_dir(flag: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn render_flags_parse() {

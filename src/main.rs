@@ -5,7 +5,7 @@ use clap::Parser;
 use multiproc_exporter::collect::Collector;
 use multiproc_exporter::config::{self, Cli, Command, LogArgs, LogFormat, RenderArgs};
 use multiproc_exporter::render;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -27,6 +27,7 @@ fn init_logging(log: &LogArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     match log.format {
         LogFormat::Text => builder.init(),

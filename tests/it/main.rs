@@ -1,0 +1,22 @@
+//! Integration tests: the real binary against real prometheus_client writers.
+//!
+//! One test binary (so the pinned virtualenv is provisioned once per run), one module
+//! per area.
+
+/// Provisioning of the Python reference, temp dirs, running the binary.
+mod util;
+
+/// Our output against `MultiProcessCollector` on directories written by real workers.
+mod differential;
+
+/// Counterparts of the reading and merging cases of prometheus_client's own tests.
+mod conformance;
+
+/// Bad files: never a failed render, always a clear report, nothing else lost.
+mod bad_input;
+
+/// Flags, environment fallbacks and exit codes.
+mod cli;
+
+/// `promtool check metrics` on our output (needs the Debian package `prometheus`).
+mod promtool;

@@ -1,0 +1,161 @@
+//! Shared helpers: the pinned Python reference, temp dirs and running the binary.
+
+use serde_json::Value;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_multiproc-exporter");
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of a virtualenv under `target/` with the pinned prometheus_client,
+/// created on first use (guarded by a file lock so parallel test binaries agree).
+pub fn python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let requirements = repo().join("tests/py/requirements.txt");
+        let pins = fs::read_to_string(&requirements).expect("read tests/py/requirements.txt");
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pyenv");
+        fs::create_dir_all(venv.parent().unwrap()).unwrap();
+        let lock = File::create(venv.with_extension("lock")).expect("create the venv lock");
+        lock.lock().expect("lock the venv");
+        let stamp = venv.join("pins.txt");
+        let py = venv.join("bin/python");
+        if fs::read_to_string(&stamp).ok().as_deref() != Some(pins.as_str()) {
+            let base = std::env::var("MPE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+            let _ = fs::remove_dir_all(&venv);
+            run_ok(Command::new(&base).args(["-m", "venv"]).arg(&venv), "create the virtualenv");
+            run_ok(
+                Command::new(&py)
+                    .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+                    .arg(&requirements),
+                "install the pinned prometheus_client",
+            );
+            fs::write(&stamp, &pins).unwrap();
+        }
+        py
+    })
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "cannot {what}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `tests/py/harness.py` with `args` and returns its stdout.
+pub fn harness(args: &[&str]) -> String {
+    let out = run_ok(
+        Command::new(python())
+            .arg(repo().join("tests/py/harness.py"))
+            .args(args),
+        &format!("run harness.py {}", args.join(" ")),
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What one `render` run printed.
+pub struct Rendered {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+/// Runs `render --dir DIR --format FORMAT`.
+pub fn render(dir: &Path, format: &str) -> Rendered {
+    let out = Command::new(BIN)
+        .args(["render", "--format", format, "--dir"])
+        .arg(dir)
+        .env_remove("PROMETHEUS_MULTIPROC_DIR")
+        .env_remove("prometheus_multiproc_dir")
+        .output()
+        .expect("run the binary");
+    Rendered {
+        stdout: String::from_utf8(out.stdout).expect("UTF-8 output"),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code().unwrap_or(-1),
+    }
+}
+
+/// One differential comparison result.
+pub struct Report {
+    pub dir: String,
+    pub samples: u64,
+    pub diffs: Vec<String>,
+}
+
+/// Renders each directory in both formats and compares with the reference.
+pub fn differential(dirs: &[PathBuf], scratch: &Path) -> Vec<Report> {
+    let mut jobs = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let text = render(dir, "text");
+        let om = render(dir, "openmetrics");
+        assert_eq!(text.code, 0, "render {}: {}", dir.display(), text.stderr);
+        assert_eq!(om.code, 0, "render {}: {}", dir.display(), om.stderr);
+        let tp = scratch.join(format!("out-{i}.txt"));
+        let op = scratch.join(format!("out-{i}.om"));
+        fs::write(&tp, &text.stdout).unwrap();
+        fs::write(&op, &om.stdout).unwrap();
+        jobs.push(serde_json::json!([dir, tp, op]));
+    }
+    let job_file = scratch.join("jobs.json");
+    fs::write(&job_file, serde_json::to_string(&jobs).unwrap()).unwrap();
+    let out = harness(&["check", job_file.to_str().unwrap()]);
+    let results: Vec<Value> = serde_json::from_str(&out).expect("harness JSON");
+    results
+        .into_iter()
+        .map(|r| Report {
+            dir: r["dir"].as_str().unwrap().to_owned(),
+            samples: r["samples"].as_u64().unwrap(),
+            diffs: r["diffs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_str().unwrap().to_owned())
+                .collect(),
+        })
+        .collect()
+}
+
+/// Asserts that no report has a difference, naming each one that does.
+pub fn assert_no_diffs(reports: &[Report]) {
+    let bad: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.diffs.is_empty())
+        .map(|r| format!("{}:\n  {}", r.dir, r.diffs.join("\n  ")))
+        .collect();
+    assert!(bad.is_empty(), "differences from MultiProcessCollector:\n{}", bad.join("\n"));
+}
+
+/// Parses text-format sample lines into `(name{labels}, value)` pairs.
+pub fn samples(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (head, value) = l.rsplit_once(' ').unwrap();
+            let v = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                other => other.parse().unwrap(),
+            };
+            (head.to_owned(), v)
+        })
+        .collect()
+}
+
+/// The value of the sample line whose `name{labels}` part is exactly `head`.
+pub fn value(text: &str, head: &str) -> Option<f64> {
+    samples(text).into_iter().find(|(h, _)| h == head).map(|(_, v)| v)
+}
