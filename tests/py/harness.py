@@ -5,6 +5,7 @@ Run inside the pinned virtualenv that the Rust tests provision (see tests/it/uti
   harness.py random DIR SEED COUNT      write COUNT random directories DIR/SEED.. with
                                         2-8 worker processes each
   harness.py case DIR NAME              write one named scenario (CASES or CONFORMANCE)
+  harness.py reference-text DIR         print prometheus_client's text exposition of DIR
   harness.py check JSON                 for each [dir, text file, om file] in the JSON list,
                                         compare our output with
                                         MultiProcessCollector.merge(sorted files); prints JSON
@@ -392,6 +393,18 @@ def conf_test_multi_expansion():
     c.labels("small2").inc(3)
 
 
+def conf_test_child_name_is_built_once_with_namespace_subsystem_unit():
+    use_pid(123)
+    c = Counter("m", "help", ["l"], namespace="ns", subsystem="ss", unit="seconds", registry=None)
+    c.labels("x").inc(1)
+
+
+def conf_test_expansion():
+    use_pid(123)
+    c = Counter("c", "help", ["k"], registry=None)
+    c.labels("y" * 64 * 1024).inc(4)
+
+
 def conf_test_missing_gauge_file_during_merge():
     use_pid(123)
     Counter("c", "help", registry=None).inc(1)
@@ -420,6 +433,9 @@ CONFORMANCE = {
     "test_process_restart": conf_test_process_restart,
     "test_multi_expansion": conf_test_multi_expansion,
     "test_missing_gauge_file_during_merge": conf_test_missing_gauge_file_during_merge,
+    "test_child_name_is_built_once_with_namespace_subsystem_unit":
+        conf_test_child_name_is_built_once_with_namespace_subsystem_unit,
+    "test_expansion": conf_test_expansion,
 }
 
 
@@ -582,6 +598,9 @@ def main():
         with open(sys.argv[2], encoding="utf-8") as f:
             jobs = json.load(f)
         print(json.dumps([check(*job) for job in jobs]))
+    elif cmd == "reference-text":
+        from prometheus_client.exposition import generate_latest
+        sys.stdout.write(generate_latest(Merged(sys.argv[2])).decode("utf-8"))
     elif cmd == "version":
         print(prometheus_client.__version__ if hasattr(prometheus_client, "__version__") else "")
     else:
