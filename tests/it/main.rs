@@ -20,3 +20,6 @@ mod cli;
 
 /// `promtool check metrics` on our output (needs the Debian package `prometheus`).
 mod promtool;
+
+/// The committed fixture: golden output.
+mod fixtures;
