@@ -93,13 +93,16 @@ impl Collector {
         for file in listing.files {
             let path = self.dir.join(&file.name);
             let snapshot = read::read_file(&path, self.limit);
-            let tracked = self.files.entry(file.name.clone()).or_insert_with(|| Tracked {
-                pid_label: Arc::from(file.pid_label.as_str()),
-                file: file.clone(),
-                identity: None,
-                index: FileIndex::new(),
-                values: Vec::new(),
-            });
+            let tracked = self
+                .files
+                .entry(file.name.clone())
+                .or_insert_with(|| Tracked {
+                    pid_label: Arc::from(file.pid_label.as_str()),
+                    file: file.clone(),
+                    identity: None,
+                    index: FileIndex::new(),
+                    values: Vec::new(),
+                });
             match snapshot {
                 Ok(snap) => {
                     if tracked.identity != Some(snap.id) || tracked.file.kind != file.kind {
@@ -149,7 +152,12 @@ impl Collector {
 }
 
 /// Re-indexes what is new in `snap` and reloads all values of the file.
-fn refresh(tracked: &mut Tracked, snap: &Snapshot, keys: &mut KeyTable, issues: &mut Vec<FileIssue>) {
+fn refresh(
+    tracked: &mut Tracked,
+    snap: &Snapshot,
+    keys: &mut KeyTable,
+    issues: &mut Vec<FileIssue>,
+) {
     if snap.bytes.len() < tracked.index.parsed_to() && !tracked.index.entries.is_empty() {
         // Shorter than what was indexed: the file was rewritten; start over.
         tracked.index = FileIndex::new();

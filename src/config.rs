@@ -131,9 +131,7 @@ pub enum LogFormat {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     /// Neither the flag nor either environment variable names a directory.
-    #[error(
-        "no directory given: pass --dir DIR or set {DIR_ENV} (or the legacy {LEGACY_DIR_ENV})"
-    )]
+    #[error("no directory given: pass --dir DIR or set {DIR_ENV} (or the legacy {LEGACY_DIR_ENV})")]
     NoDir,
 }
 
@@ -180,8 +178,8 @@ mod tests {
 
     #[test]
     fn bad_format_is_a_usage_error() {
-        let err = Cli::try_parse_from(["multiproc-exporter", "render", "--format", "xml"])
-            .unwrap_err();
+        let err =
+            Cli::try_parse_from(["multiproc-exporter", "render", "--format", "xml"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
 }

@@ -18,7 +18,7 @@
 //!
 //! Beside them: [`collect`] drives one pass of the pipeline over a directory and keeps
 //! the incremental state between passes; [`config`] reads flags and environment;
-//! [`write`] produces files in prometheus_client's
+//! [`write`](mod@write) produces files in prometheus_client's
 //! format; [`model`] and [`error`] hold the shared vocabulary.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

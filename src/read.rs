@@ -14,8 +14,8 @@ use crate::error::Reason;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::time::SystemTime;
 use std::path::Path;
+use std::time::SystemTime;
 use thiserror::Error;
 
 /// The header: an `i32` `used` (native byte order) and four bytes of padding.
@@ -199,9 +199,15 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(matches!(read_file(&link, 1 << 20), Err(ReadError::Symlink)));
         let fifo = dir.path().join("counter_2.db");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
         assert!(made.success());
-        assert!(matches!(read_file(&fifo, 1 << 20), Err(ReadError::NotRegular)));
+        assert!(matches!(
+            read_file(&fifo, 1 << 20),
+            Err(ReadError::NotRegular)
+        ));
         assert!(matches!(
             read_file(&dir.path().join("gone.db"), 1),
             Err(ReadError::Vanished)

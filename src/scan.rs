@@ -92,7 +92,10 @@ pub fn parse_name(name: &str) -> Result<Option<DbFile>, (Reason, String)> {
                 return bad("a gauge file name needs a mode and a pid: gauge_<mode>_<pid>.db");
             }
             let mode = GaugeMode::from_token(parts[1]);
-            (FileKind::Gauge(mode), &stem[parts[0].len() + parts[1].len() + 2..])
+            (
+                FileKind::Gauge(mode),
+                &stem[parts[0].len() + parts[1].len() + 2..],
+            )
         }
         "info" | "stateset" | "gaugehistogram" => {
             return Err((

@@ -168,8 +168,10 @@ mod tests {
         let big = "x".repeat(70_000);
         {
             let mut w = DbWriter::open(&path).unwrap();
-            w.set_sample("c", "c_total", &[("a", "1")], "h", 5.0, 0.0).unwrap();
-            w.set_sample("c", "c_total", &[("a", &big)], "h", 1.0, 0.0).unwrap();
+            w.set_sample("c", "c_total", &[("a", "1")], "h", 5.0, 0.0)
+                .unwrap();
+            w.set_sample("c", "c_total", &[("a", &big)], "h", 1.0, 0.0)
+                .unwrap();
         }
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 17);
         let w = DbWriter::open(&path).unwrap();

@@ -174,7 +174,11 @@ pub fn merge(files: &[FileView<'_>], keys: &KeyTable) -> (Vec<Family>, Vec<Merge
                         labels: info.labels,
                         pid_file,
                     };
-                    match st.slots.entry(slot).or_insert_with(|| Acc::Sum(ExactSum::new())) {
+                    match st
+                        .slots
+                        .entry(slot)
+                        .or_insert_with(|| Acc::Sum(ExactSum::new()))
+                    {
                         Acc::Sum(s) => s.add(value),
                         other => *other = Acc::Value(value),
                     }
@@ -215,7 +219,10 @@ fn apply_gauge(slots: &mut FxHashMap<Slot, Acc>, slot: Slot, rule: GaugeRule, va
             }
         }
         GaugeRule::Sum => {
-            if let Acc::Sum(s) = slots.entry(slot).or_insert_with(|| Acc::Sum(ExactSum::new())) {
+            if let Acc::Sum(s) = slots
+                .entry(slot)
+                .or_insert_with(|| Acc::Sum(ExactSum::new()))
+            {
                 s.add(value);
             }
         }

@@ -18,7 +18,13 @@ fn families(dir: &Path) -> Vec<Family> {
 fn values(f: &Family) -> Vec<(String, Option<String>, f64)> {
     f.samples
         .iter()
-        .map(|s| (s.name.to_string(), s.pid.as_deref().map(str::to_owned), s.value))
+        .map(|s| {
+            (
+                s.name.to_string(),
+                s.pid.as_deref().map(str::to_owned),
+                s.value,
+            )
+        })
         .collect()
 }
 

@@ -283,9 +283,7 @@ impl FileIndex {
         } else if end < used_len {
             issues.push((
                 Reason::TooLarge,
-                format!(
-                    "used={used_len} exceeds the per-file limit; read the first {end} bytes"
-                ),
+                format!("used={used_len} exceeds the per-file limit; read the first {end} bytes"),
             ));
         }
         let mut bad_keys: Vec<(Reason, usize, String)> = Vec::new();
@@ -334,10 +332,7 @@ impl FileIndex {
             };
             issues.push((
                 reason,
-                format!(
-                    "{w}; kept the {} entries before it",
-                    self.entries.len()
-                ),
+                format!("{w}; kept the {} entries before it", self.entries.len()),
             ));
         }
     }

@@ -549,7 +549,10 @@ mod tests {
             Err(KeyError::Shape(_))
         ));
         assert!(matches!(decode(b"{}"), Err(KeyError::Json { .. })));
-        assert!(matches!(decode(b"[1, 2, 3, 4] x"), Err(KeyError::Json { .. })));
+        assert!(matches!(
+            decode(b"[1, 2, 3, 4] x"),
+            Err(KeyError::Json { .. })
+        ));
         assert!(matches!(decode(b"\xff"), Err(KeyError::Utf8 { .. })));
         assert!(matches!(decode(b""), Err(KeyError::Json { .. })));
     }

@@ -126,7 +126,10 @@ impl<'a> Iterator for Walk<'a> {
             w.failed = true;
             Some(Err(e))
         };
-        let Some(len_bytes) = self.bytes.get(offset..offset + 4).filter(|_| offset + 4 <= self.end)
+        let Some(len_bytes) = self
+            .bytes
+            .get(offset..offset + 4)
+            .filter(|_| offset + 4 <= self.end)
         else {
             return fail(
                 self,
@@ -209,7 +212,9 @@ mod tests {
     #[test]
     fn frames_entries_and_values() {
         let b = file(&["ab", "cdefgh"]);
-        let entries: Vec<_> = walk(&b, 8, b.len(), VALUE_LEN).map(Result::unwrap).collect();
+        let entries: Vec<_> = walk(&b, 8, b.len(), VALUE_LEN)
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].key, b"cdefgh");
         assert_eq!(value_at(&b, entries[1].value_offset), Some((1.0, 0.0)));
@@ -240,11 +245,9 @@ mod tests {
     proptest! {
         #[test]
         fn walk_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400), from in 0usize..500, end in 0usize..500) {
-            for e in walk(&bytes, from, end, VALUE_LEN) {
-                if let Ok(e) = e {
-                    prop_assert!(e.end <= bytes.len());
-                    prop_assert!(value_at(&bytes, e.value_offset).is_some());
-                }
+            for e in walk(&bytes, from, end, VALUE_LEN).flatten() {
+                prop_assert!(e.end <= bytes.len());
+                prop_assert!(value_at(&bytes, e.value_offset).is_some());
             }
             let _ = value_at(&bytes, from);
         }

@@ -98,8 +98,7 @@ pub fn render_family(family: &Family, format: Format, out: &mut String) {
 /// One sample line: `name{labels} value`, or `{"name",labels} value` for a UTF-8 name
 /// under `allow-utf-8`.
 fn push_sample(out: &mut String, s: &Sample, escaping: Escaping) {
-    let quoted_name =
-        escaping == Escaping::AllowUtf8 && !escape::is_legacy_metric_name(&s.name);
+    let quoted_name = escaping == Escaping::AllowUtf8 && !escape::is_legacy_metric_name(&s.name);
     let has_labels = !s.labels.is_empty() || s.pid.is_some() || s.le.is_some();
     if quoted_name {
         out.push_str("{\"");

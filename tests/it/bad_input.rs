@@ -54,7 +54,12 @@ fn whoami_root() -> bool {
 fn render_unprivileged(dir: &Path) -> (String, String, i32) {
     let mut cmd = if whoami_root() {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", crate::util::BIN]);
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            crate::util::BIN,
+        ]);
         c
     } else {
         Command::new(crate::util::BIN)
@@ -85,8 +90,11 @@ fn every_kind_of_bad_file_is_isolated_and_reported() {
     }
     let outside = tmp.path().join("outside");
     fs::create_dir(&outside).unwrap();
-    fs::write(outside.join("counter_1.db"), file(&[entry(&key("outside"), 99.0, false)], None))
-        .unwrap();
+    fs::write(
+        outside.join("counter_1.db"),
+        file(&[entry(&key("outside"), 99.0, false)], None),
+    )
+    .unwrap();
 
     let put = |name: &str, bytes: Vec<u8>| fs::write(mixed.join(name), bytes).unwrap();
     put("counter_900.db", Vec::new());
@@ -98,17 +106,50 @@ fn every_kind_of_bad_file_is_isolated_and_reported() {
     // A key length that runs past `used`, after one good entry.
     let mut bad_len = entry(b"[]", 0.0, false);
     bad_len[..4].copy_from_slice(&0x7fff_0000i32.to_ne_bytes());
-    put("counter_902.db", file(&[entry(&key("len"), 2.0, false), bad_len], None));
-    put("counter_903.db", file(&[entry(b"[\"\xff\xfe\"]", 1.0, false), entry(&key("utf8"), 3.0, false)], None));
-    put("counter_904.db", file(&[entry(b"{not json", 1.0, false), entry(&key("json"), 4.0, false)], None));
+    put(
+        "counter_902.db",
+        file(&[entry(&key("len"), 2.0, false), bad_len], None),
+    );
+    put(
+        "counter_903.db",
+        file(
+            &[
+                entry(b"[\"\xff\xfe\"]", 1.0, false),
+                entry(&key("utf8"), 3.0, false),
+            ],
+            None,
+        ),
+    );
+    put(
+        "counter_904.db",
+        file(
+            &[
+                entry(b"{not json", 1.0, false),
+                entry(&key("json"), 4.0, false),
+            ],
+            None,
+        ),
+    );
     put(
         "counter_905.db",
-        file(&[entry(br#"["a", "a", {"x": 1}, "h"]"#, 1.0, false), entry(&key("shape"), 6.0, false)], None),
+        file(
+            &[
+                entry(br#"["a", "a", {"x": 1}, "h"]"#, 1.0, false),
+                entry(&key("shape"), 6.0, false),
+            ],
+            None,
+        ),
     );
     // Written by prometheus_client 0.16/0.17: 8-byte values, skipped whole.
     put(
         "counter_906.db",
-        file(&[entry(&key("old_a"), 1.0, true), entry(&key("old_b"), 1.0, true)], None),
+        file(
+            &[
+                entry(&key("old_a"), 1.0, true),
+                entry(&key("old_b"), 1.0, true),
+            ],
+            None,
+        ),
     );
     fs::create_dir(mixed.join("counter_907.db")).unwrap();
     fs::create_dir(mixed.join("x.db")).unwrap();
@@ -121,9 +162,18 @@ fn every_kind_of_bad_file_is_isolated_and_reported() {
     assert!(made.success());
     std::os::unix::fs::symlink(outside.join("counter_1.db"), mixed.join("counter_909.db")).unwrap();
     let unreadable = mixed.join("counter_910.db");
-    put("counter_910.db", file(&[entry(&key("secret"), 1.0, false)], None));
+    put(
+        "counter_910.db",
+        file(&[entry(&key("secret"), 1.0, false)], None),
+    );
     // A torn last entry: `used` ends inside its value.
-    let torn = file(&[entry(&key("torn"), 7.0, false), entry(&key("torn_b"), 8.0, false)], None);
+    let torn = file(
+        &[
+            entry(&key("torn"), 7.0, false),
+            entry(&key("torn_b"), 8.0, false),
+        ],
+        None,
+    );
     let cut = torn.len() - 5;
     let mut torn = torn[..cut].to_vec();
     torn[..4].copy_from_slice(&(cut as i32).to_ne_bytes());
@@ -163,7 +213,10 @@ fn every_kind_of_bad_file_is_isolated_and_reported() {
         let line = stderr
             .lines()
             .find(|l| l.contains(&format!("file={}", path.display())) && l.contains(reason));
-        assert!(line.is_some(), "no report for {name} with {reason} in:\n{stderr}");
+        assert!(
+            line.is_some(),
+            "no report for {name} with {reason} in:\n{stderr}"
+        );
     }
 
     // Everything else is exactly what the good files alone give, plus the valid
@@ -171,7 +224,14 @@ fn every_kind_of_bad_file_is_isolated_and_reported() {
     let alone = render(&good, "text");
     assert_eq!(alone.code, 0);
     let mut want = samples(&alone.stdout);
-    for (f, v) in [("beyond", 5.0), ("len", 2.0), ("utf8", 3.0), ("json", 4.0), ("shape", 6.0), ("torn", 7.0)] {
+    for (f, v) in [
+        ("beyond", 5.0),
+        ("len", 2.0),
+        ("utf8", 3.0),
+        ("json", 4.0),
+        ("shape", 6.0),
+        ("torn", 7.0),
+    ] {
         want.push((format!("bad_prefix_total{{f=\"{f}\"}}"), v));
     }
     let mut got = samples(&stdout);
@@ -193,7 +253,11 @@ fn corruption_detected_like_test_corruption_detected() {
     fs::write(&victim, bytes).unwrap();
     let out = render(tmp.path(), "text");
     assert_eq!(out.code, 0);
-    assert!(out.stderr.contains("counter_456.db") && out.stderr.contains("bad_length"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("counter_456.db") && out.stderr.contains("bad_length"),
+        "{}",
+        out.stderr
+    );
     // The other worker's increment (1) is still served.
     assert_eq!(crate::util::value(&out.stdout, "c_total"), Some(1.0));
 }

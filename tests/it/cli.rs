@@ -61,7 +61,10 @@ fn test_unset_syncdir_env() {
     let (out, err, code) = run(&["render"], &[]);
     assert_eq!(code, 2);
     assert!(out.is_empty());
-    assert!(err.contains("--dir") && err.contains("PROMETHEUS_MULTIPROC_DIR"), "{err}");
+    assert!(
+        err.contains("--dir") && err.contains("PROMETHEUS_MULTIPROC_DIR"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -72,14 +75,20 @@ fn test_file_syncpath() {
     let (out, err, code) = run(&["render", "--dir", f.to_str().unwrap()], &[]);
     assert_eq!(code, 1);
     assert!(out.is_empty());
-    assert!(err.contains("is not a directory") && err.contains("plain-file"), "{err}");
+    assert!(
+        err.contains("is not a directory") && err.contains("plain-file"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_directory_exits_1_naming_it() {
     let (_, err, code) = run(&["render", "--dir", "/nonexistent/mp-dir"], &[]);
     assert_eq!(code, 1);
-    assert!(err.contains("/nonexistent/mp-dir") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("/nonexistent/mp-dir") && err.contains("does not exist"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -110,7 +119,13 @@ fn usage_errors_exit_2_with_one_message() {
 fn help_documents_flags_and_environment() {
     let (out, _, code) = run(&["render", "--help"], &[]);
     assert_eq!(code, 0);
-    for needle in ["--dir", "PROMETHEUS_MULTIPROC_DIR", "--format", "openmetrics", "--log.level"] {
+    for needle in [
+        "--dir",
+        "PROMETHEUS_MULTIPROC_DIR",
+        "--format",
+        "openmetrics",
+        "--log.level",
+    ] {
         assert!(out.contains(needle), "{needle} in\n{out}");
     }
 }

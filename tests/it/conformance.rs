@@ -39,7 +39,12 @@ fn expect(s: &Scenario, head: &str, want: f64) {
 }
 
 fn absent(s: &Scenario, head: &str) {
-    assert_eq!(value(&s.text, head), None, "{head} should be gone:\n{}", s.text);
+    assert_eq!(
+        value(&s.text, head),
+        None,
+        "{head} should be gone:\n{}",
+        s.text
+    );
 }
 
 fn files(dir: &Path) -> Vec<String> {
@@ -169,7 +174,13 @@ fn test_collect_histogram_ordering() {
     // `_count` and `_sum`; view1 before view2.
     let views: Vec<&str> = lines
         .iter()
-        .map(|l| if l.contains("view1") { "view1" } else { "view2" })
+        .map(|l| {
+            if l.contains("view1") {
+                "view1"
+            } else {
+                "view2"
+            }
+        })
         .collect();
     let switch = views.iter().position(|v| *v == "view2").unwrap();
     assert!(views[switch..].iter().all(|v| *v == "view2"), "{}", s.text);
@@ -186,7 +197,11 @@ fn test_collect_histogram_ordering() {
 #[test]
 fn test_collect_preserves_help() {
     let s = scenario("test_collect_preserves_help");
-    for line in ["# HELP c_total c help", "# HELP g g help", "# HELP h h help"] {
+    for line in [
+        "# HELP c_total c help",
+        "# HELP g g help",
+        "# HELP h h help",
+    ] {
         assert!(s.text.lines().any(|l| l == line), "{line} in\n{}", s.text);
     }
 }
@@ -216,8 +231,14 @@ fn test_multi_expansion() {
     let s = scenario("test_multi_expansion");
     expect(&s, r#"c_total{k="small1"}"#, 1.0);
     expect(&s, r#"c_total{k="small2"}"#, 3.0);
-    expect(&s, &format!("c_total{{k=\"{}\"}}", "x".repeat(256 * 1024)), 2.0);
-    let size = std::fs::metadata(s.dir.join("counter_123.db")).unwrap().len();
+    expect(
+        &s,
+        &format!("c_total{{k=\"{}\"}}", "x".repeat(256 * 1024)),
+        2.0,
+    );
+    let size = std::fs::metadata(s.dir.join("counter_123.db"))
+        .unwrap()
+        .len();
     assert!(size >= 512 * 1024, "grew through several doublings: {size}");
 }
 

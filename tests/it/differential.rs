@@ -59,16 +59,32 @@ fn random_directories() {
     let seed: u64 = std::env::var("MPE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() % 1_000_000);
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                % 1_000_000
+        });
     eprintln!("random_directories: MPE_SEED={seed}");
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().join("dirs");
     std::fs::create_dir(&base).unwrap();
-    harness(&["random", base.to_str().unwrap(), &seed.to_string(), &count.to_string()]);
-    let dirs: Vec<_> = (seed..seed + count).map(|s| base.join(s.to_string())).collect();
+    harness(&[
+        "random",
+        base.to_str().unwrap(),
+        &seed.to_string(),
+        &count.to_string(),
+    ]);
+    let dirs: Vec<_> = (seed..seed + count)
+        .map(|s| base.join(s.to_string()))
+        .collect();
     let reports = differential(&dirs, tmp.path());
     let samples: u64 = reports.iter().map(|r| r.samples).sum();
-    eprintln!("random_directories: compared {} directories, {samples} samples", reports.len());
+    eprintln!(
+        "random_directories: compared {} directories, {samples} samples",
+        reports.len()
+    );
     assert_eq!(reports.len(), count as usize);
     assert!(samples > 0);
     assert_no_diffs(&reports);

@@ -19,7 +19,12 @@ fn promtool(text: &str) -> (i32, BTreeSet<String>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool is installed (Debian package prometheus)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let lines = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -40,12 +45,13 @@ fn check_dir(dir: &Path) -> usize {
         "promtool found errors (exit {code}) in {}:\n{remarks:?}",
         dir.display()
     );
-    assert!(
-        !remarks.iter().any(|r| r.contains("error")),
-        "{remarks:?}"
-    );
+    assert!(!remarks.iter().any(|r| r.contains("error")), "{remarks:?}");
     let extra: Vec<_> = remarks.difference(&reference_remarks).collect();
-    assert!(extra.is_empty(), "remarks only our output draws in {}: {extra:?}", dir.display());
+    assert!(
+        extra.is_empty(),
+        "remarks only our output draws in {}: {extra:?}",
+        dir.display()
+    );
     ours.stdout.lines().count()
 }
 

@@ -29,10 +29,20 @@ pub fn python() -> &'static Path {
         if fs::read_to_string(&stamp).ok().as_deref() != Some(pins.as_str()) {
             let base = std::env::var("MPE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
             let _ = fs::remove_dir_all(&venv);
-            run_ok(Command::new(&base).args(["-m", "venv"]).arg(&venv), "create the virtualenv");
+            run_ok(
+                Command::new(&base).args(["-m", "venv"]).arg(&venv),
+                "create the virtualenv",
+            );
             run_ok(
                 Command::new(&py)
-                    .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        "-r",
+                    ])
                     .arg(&requirements),
                 "install the pinned prometheus_client",
             );
@@ -136,7 +146,11 @@ pub fn assert_no_diffs(reports: &[Report]) {
         .filter(|r| !r.diffs.is_empty())
         .map(|r| format!("{}:\n  {}", r.dir, r.diffs.join("\n  ")))
         .collect();
-    assert!(bad.is_empty(), "differences from MultiProcessCollector:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "differences from MultiProcessCollector:\n{}",
+        bad.join("\n")
+    );
 }
 
 /// Parses text-format sample lines into `(name{labels}, value)` pairs.
@@ -157,5 +171,8 @@ pub fn samples(text: &str) -> Vec<(String, f64)> {
 
 /// The value of the sample line whose `name{labels}` part is exactly `head`.
 pub fn value(text: &str, head: &str) -> Option<f64> {
-    samples(text).into_iter().find(|(h, _)| h == head).map(|(_, v)| v)
+    samples(text)
+        .into_iter()
+        .find(|(h, _)| h == head)
+        .map(|(_, v)| v)
 }

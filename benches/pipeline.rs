@@ -1,0 +1,73 @@
+//! Criterion benches of the pipeline stages over generated directories.
+//!
+//! `cargo bench --bench pipeline` runs scales S and M; set `MPE_BENCH_L=1` to add L
+//! (64 workers x 10,000 entries; generating it takes a few seconds).
+
+mod support;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use multiproc_exporter::collect::Collector;
+use multiproc_exporter::parse::index::{FileIndex, KeyTable};
+use multiproc_exporter::read;
+use multiproc_exporter::render::{self, Format, escape::Escaping};
+use std::hint::black_box;
+use support::{L, M, S, Scale};
+
+fn scales() -> Vec<Scale> {
+    let mut v = vec![S, M];
+    if std::env::var_os("MPE_BENCH_L").is_some() {
+        v.push(L);
+    }
+    v
+}
+
+fn pipeline(c: &mut Criterion) {
+    for scale in scales() {
+        let tmp = tempfile::tempdir().unwrap();
+        support::generate(tmp.path(), scale);
+        let entries = Collector::new(tmp.path()).collect().unwrap().entries as u64;
+
+        let mut group = c.benchmark_group(format!("scale_{}", scale.name));
+        group.throughput(Throughput::Elements(entries));
+        if scale.name == "L" {
+            group.sample_size(10);
+        }
+        group.bench_function("collect_first", |b| {
+            b.iter(|| black_box(Collector::new(tmp.path()).collect().unwrap().families.len()))
+        });
+        let mut warm = Collector::new(tmp.path());
+        warm.collect().unwrap();
+        group.bench_function("collect_steady", |b| {
+            b.iter(|| black_box(warm.collect().unwrap().families.len()))
+        });
+        let families = warm.collect().unwrap().families;
+        for (name, format) in [
+            ("text", Format::Text004),
+            ("openmetrics", Format::OpenMetrics(Escaping::Underscores)),
+        ] {
+            group.bench_with_input(BenchmarkId::new("render", name), &format, |b, &format| {
+                let mut out = String::new();
+                b.iter(|| {
+                    out.clear();
+                    render::render(&families, format, &mut out);
+                    black_box(out.len())
+                })
+            });
+        }
+        let hist = tmp.path().join("histogram_10000.db");
+        let snap = read::read_file(&hist, u64::MAX).unwrap();
+        group.bench_function("index_one_histogram_file", |b| {
+            b.iter(|| {
+                let mut keys = KeyTable::default();
+                let mut index = FileIndex::new();
+                let mut issues = Vec::new();
+                index.update(&snap.bytes, snap.used, snap.size, &mut keys, &mut issues);
+                black_box(index.entries.len())
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
