@@ -68,6 +68,15 @@ pub enum ScanError {
 ///
 /// `Ok(None)` means the collector would not look at the name at all (not `*.db`, or
 /// hidden); `Err` means it would, and it is not usable.
+///
+/// ```
+/// use multiproc_exporter::model::{FileKind, GaugeMode};
+/// use multiproc_exporter::scan::parse_name;
+/// let f = parse_name("gauge_livesum_4242.db").unwrap().unwrap();
+/// assert_eq!(f.kind, FileKind::Gauge(GaugeMode::LiveSum));
+/// assert_eq!(f.pid, "4242");
+/// assert!(parse_name("notes.txt").unwrap().is_none());
+/// ```
 pub fn parse_name(name: &str) -> Result<Option<DbFile>, (Reason, String)> {
     let Some(stem) = name.strip_suffix(".db") else {
         return Ok(None);

@@ -61,14 +61,14 @@ pub fn is_legacy_label_name(s: &str) -> bool {
     !s.is_empty() && s.chars().enumerate().all(|(i, c)| is_label_rune(c, i))
 }
 
-/// Appends a label value (or a quoted name) with `\`, newline and `"` escaped.
-pub fn push_quoted_content(out: &mut String, s: &str) {
+/// Appends `s` with `\\` and newline escaped, and `"` too when `quotes` is set.
+fn push_escaped(out: &mut String, s: &str, quotes: bool) {
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let esc = match b {
             b'\\' => "\\\\",
             b'\n' => "\\n",
-            b'"' => "\\\"",
+            b'"' if quotes => "\\\"",
             _ => continue,
         };
         out.push_str(&s[start..i]);
@@ -78,20 +78,14 @@ pub fn push_quoted_content(out: &mut String, s: &str) {
     out.push_str(&s[start..]);
 }
 
-/// Appends text-format HELP: `\` and newline escaped, `"` kept.
+/// Appends a label value (or a quoted name) with `\\`, newline and `"` escaped.
+pub fn push_quoted_content(out: &mut String, s: &str) {
+    push_escaped(out, s, true);
+}
+
+/// Appends text-format HELP: `\\` and newline escaped, `"` kept.
 pub fn push_help_text(out: &mut String, s: &str) {
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc = match b {
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        out.push_str(esc);
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
+    push_escaped(out, s, false);
 }
 
 /// Appends OpenMetrics HELP: `\`, newline and `"` escaped.

@@ -76,6 +76,15 @@ fn push_fixed(out: &mut String, lead: &str, rest: &str, exp: i32) {
 }
 
 /// The spelling of `x` as a new string.
+///
+/// ```
+/// use multiproc_exporter::render::float::go;
+/// assert_eq!(go(1e6), "1e+06");
+/// assert_eq!(go(1234567.0), "1.234567e+06");
+/// assert_eq!(go(-1234567.0), "-1234567.0");
+/// assert_eq!(go(0.00001), "1e-05");
+/// assert_eq!(go(f64::INFINITY), "+Inf");
+/// ```
 pub fn go(x: f64) -> String {
     let mut s = String::new();
     push_go(&mut s, x);

@@ -334,20 +334,23 @@ def conf_test_initialization_detects_pid_change():
     Gauge("g1", "help", registry=None)
 
 
-def conf_test_collect():
-    pid = [0]
-    values.ValueClass = values.MultiProcessValue(lambda: pid[0])
-    labels = {i: i for i in "abcd"}
-    c = Counter("c", "help", labelnames=labels.keys(), registry=None)
-    g = Gauge("g", "help", labelnames=labels.keys(), registry=None)
-    h = Histogram("h", "help", labelnames=labels.keys(), registry=None)
-    c.labels(**labels).inc(1)
-    g.labels(**labels).set(1)
-    h.labels(**labels).observe(1)
-    pid[0] = 1
-    c.labels(**labels).inc(1)
-    g.labels(**labels).set(1)
-    h.labels(**labels).observe(5)
+def collect_scenario(c_help, g_help, h_help):
+    """The scenario of upstream test_collect and test_collect_preserves_help."""
+    def run():
+        pid = [0]
+        values.ValueClass = values.MultiProcessValue(lambda: pid[0])
+        labels = {i: i for i in "abcd"}
+        c = Counter("c", c_help, labelnames=labels.keys(), registry=None)
+        g = Gauge("g", g_help, labelnames=labels.keys(), registry=None)
+        h = Histogram("h", h_help, labelnames=labels.keys(), registry=None)
+        c.labels(**labels).inc(1)
+        g.labels(**labels).set(1)
+        h.labels(**labels).observe(1)
+        pid[0] = 1
+        c.labels(**labels).inc(1)
+        g.labels(**labels).set(1)
+        h.labels(**labels).observe(5)
+    return run
 
 
 def conf_test_collect_histogram_ordering():
@@ -358,22 +361,6 @@ def conf_test_collect_histogram_ordering():
     pid[0] = 1
     h.labels(view="view1").observe(5)
     h.labels(view="view2").observe(1)
-
-
-def conf_test_collect_preserves_help():
-    pid = [0]
-    values.ValueClass = values.MultiProcessValue(lambda: pid[0])
-    labels = {i: i for i in "abcd"}
-    c = Counter("c", "c help", labelnames=labels.keys(), registry=None)
-    g = Gauge("g", "g help", labelnames=labels.keys(), registry=None)
-    h = Histogram("h", "h help", labelnames=labels.keys(), registry=None)
-    c.labels(**labels).inc(1)
-    g.labels(**labels).set(1)
-    h.labels(**labels).observe(1)
-    pid[0] = 1
-    c.labels(**labels).inc(1)
-    g.labels(**labels).set(1)
-    h.labels(**labels).observe(5)
 
 
 def conf_test_process_restart():
@@ -427,9 +414,9 @@ CONFORMANCE = {
     "test_namespace_subsystem": conf_test_namespace_subsystem,
     "test_counter_across_forks": conf_test_counter_across_forks,
     "test_initialization_detects_pid_change": conf_test_initialization_detects_pid_change,
-    "test_collect": conf_test_collect,
+    "test_collect": collect_scenario("help", "help", "help"),
     "test_collect_histogram_ordering": conf_test_collect_histogram_ordering,
-    "test_collect_preserves_help": conf_test_collect_preserves_help,
+    "test_collect_preserves_help": collect_scenario("c help", "g help", "h help"),
     "test_process_restart": conf_test_process_restart,
     "test_multi_expansion": conf_test_multi_expansion,
     "test_missing_gauge_file_during_merge": conf_test_missing_gauge_file_during_merge,
