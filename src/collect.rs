@@ -45,6 +45,10 @@ pub struct Pass {
     pub files: usize,
     /// Entries merged in this pass.
     pub entries: usize,
+    /// Files merged in this pass, by kind (`counter`, `gauge`, ...).
+    pub files_by_kind: BTreeMap<&'static str, usize>,
+    /// Distinct process identifiers among the merged files.
+    pub pids: usize,
 }
 
 /// Incremental reader of one directory.
@@ -132,6 +136,16 @@ impl Collector {
             })
             .collect();
         let entries = views.iter().map(|v| v.values.len()).sum();
+        let mut files_by_kind = BTreeMap::new();
+        for t in self.files.values() {
+            *files_by_kind.entry(t.file.kind.label()).or_insert(0) += 1;
+        }
+        let pids = self
+            .files
+            .values()
+            .map(|t| t.file.pid.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         let (families, merge_issues) = merge::merge(&views, &self.keys);
         let names: Vec<&String> = self.files.keys().collect();
         for m in merge_issues {
@@ -147,6 +161,8 @@ impl Collector {
             issues,
             files: views.len(),
             entries,
+            files_by_kind,
+            pids,
         })
     }
 }

@@ -15,8 +15,10 @@
 //! - [`merge`]: combine files per type and gauge mode into families.
 //! - [`render`]: write text 0.0.4 or OpenMetrics 1.0.0, with our own escaping and
 //!   number spelling.
+//! - [`serve`]: HTTP: content negotiation, single-flight merges, graceful shutdown.
 //!
-//! Beside them: [`collect`] drives one pass of the pipeline over a directory and keeps
+//! Beside them: [`selfmetrics`] declares the sidecar's own metrics, [`demo`] runs a
+//! simulated worker pool, [`collect`] drives one pass of the pipeline over a directory and keeps
 //! the incremental state between passes; [`config`] reads flags and environment;
 //! [`write`](mod@write) produces files in prometheus_client's
 //! format; [`model`] and [`error`] hold the shared vocabulary.
@@ -32,4 +34,7 @@ pub mod parse;
 pub mod read;
 pub mod render;
 pub mod scan;
+pub mod selfmetrics;
+pub mod serve;
+pub mod demo;
 pub mod write;

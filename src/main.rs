@@ -3,23 +3,34 @@
 use anyhow::Context;
 use clap::Parser;
 use multiproc_exporter::collect::Collector;
-use multiproc_exporter::config::{self, Cli, Command, LogArgs, LogFormat, RenderArgs};
-use multiproc_exporter::render;
+use multiproc_exporter::config::{
+    self, Cli, Command, LogArgs, LogFormat, RenderArgs, ServeArgs,
+};
+use multiproc_exporter::serve::{self, ServeConfig};
+use multiproc_exporter::{demo, render};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
-    match cli.command {
-        Command::Render(args) => match render_once(args) {
-            Ok(code) => code,
-            Err(err) => {
-                tracing::error!("{err:#}");
-                ExitCode::from(1)
-            }
-        },
-    }
+    let result = match cli.command {
+        Some(Command::Render(args)) => render_once(args),
+        Some(Command::DemoWorker(args)) => demo::worker_main(
+            &args.dir,
+            args.seed,
+            Duration::from_millis(args.lifetime_ms),
+        )
+        .map(|()| ExitCode::SUCCESS)
+        .with_context(|| format!("demo worker writing to {}", args.dir.display())),
+        Some(Command::Serve(args)) => serve_main(args),
+        None => serve_main(cli.serve),
+    };
+    result.unwrap_or_else(|err| {
+        tracing::error!("{err:#}");
+        ExitCode::from(1)
+    })
 }
 
 fn init_logging(log: &LogArgs) {
@@ -35,14 +46,97 @@ fn init_logging(log: &LogArgs) {
     }
 }
 
+fn usage_error(err: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {err}");
+    ExitCode::from(2)
+}
+
+/// `serve`: bind, serve until SIGTERM/SIGINT, drain, exit 0.
+fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Err(err) = config::check_telemetry_path(&args.telemetry_path) {
+        return Ok(usage_error(err));
+    }
+    let addrs = match config::listen_addresses(&args.listen_address) {
+        Ok(a) => a,
+        Err(err) => return Ok(usage_error(err)),
+    };
+    let dir = if args.demo {
+        None
+    } else {
+        match config::resolve_dir(args.dir.clone()) {
+            Ok(dir) => Some(dir),
+            Err(err) => return Ok(usage_error(err)),
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = bind(&addrs, &args.listen_address)?;
+        let (_pool, dir) = match dir {
+            Some(dir) => (None, dir),
+            None => {
+                let exe = std::env::current_exe().context("cannot find our own executable")?;
+                let pool = demo::start(exe, args.demo_workers)
+                    .context("cannot create the demo directory")?;
+                let dir = pool.dir().to_owned();
+                tracing::info!(dir = %dir.display(), workers = args.demo_workers, "demo pool started");
+                (Some(pool), dir)
+            }
+        };
+        let config = ServeConfig {
+            telemetry_path: args.telemetry_path.clone(),
+            max_connections: args.max_connections,
+            header_timeout: args.header_timeout,
+            shutdown_timeout: args.shutdown_timeout,
+            ..ServeConfig::new(dir)
+        };
+        serve::run(config, listener, shutdown_signal())
+            .await
+            .context("server failed")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn bind(addrs: &[std::net::SocketAddr], spec: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in addrs {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                l.set_nonblocking(true)?;
+                return Ok(tokio::net::TcpListener::from_std(l)?);
+            }
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("no address"), anyhow::Error::from))
+        .with_context(|| format!("cannot listen on --web.listen-address {spec}"))
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot watch SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
 /// `render`: one pass, exposition on stdout, one warning per bad file on stderr.
 fn render_once(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let dir = match config::resolve_dir(args.dir) {
         Ok(dir) => dir,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return Ok(ExitCode::from(2));
-        }
+        Err(err) => return Ok(usage_error(err)),
     };
     let mut collector = Collector::new(&dir);
     let pass = collector

@@ -23,3 +23,6 @@ mod promtool;
 
 /// The committed fixture: golden output.
 mod fixtures;
+
+/// The HTTP sidecar.
+mod serve;

@@ -176,3 +176,168 @@ pub fn value(text: &str, head: &str) -> Option<f64> {
         .find(|(h, _)| h == head)
         .map(|(_, v)| v)
 }
+
+/// A running `multiproc-exporter serve` on a loopback port chosen at run time.
+pub struct Server {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts the binary with `args` (plus a port-0 listen address) and waits until it
+    /// listens.
+    pub fn start(args: &[&str]) -> Server {
+        use std::io::BufRead;
+        let mut child = Command::new(BIN)
+            .args(args)
+            .args(["--web.listen-address", "127.0.0.1:0"])
+            .env_remove("PROMETHEUS_MULTIPROC_DIR")
+            .env_remove("prometheus_multiproc_dir")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("address=").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("server did not start: {:?}", log.lock().unwrap()));
+        Server {
+            child,
+            addr: addr.parse().unwrap(),
+            log,
+        }
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET with headers; returns status, headers (lowercase names) and the raw body.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Http {
+        request("GET", &self.url(path), headers)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        for _ in 0..200 {
+            if self.get("/readyz", &[]).status == 200 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("not ready: {:?}", self.log.lock().unwrap());
+    }
+
+    /// Sends a signal to the server.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// The log lines so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, as received (no decompression).
+pub struct Http {
+    pub status: u16,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Http {
+    /// The body as text, gunzipped if it was compressed.
+    pub fn text(&self) -> String {
+        if self.headers.get("content-encoding").map(String::as_str) == Some("gzip") {
+            use std::io::Read;
+            let mut out = String::new();
+            flate2::read::GzDecoder::new(&self.body[..])
+                .read_to_string(&mut out)
+                .expect("valid gzip");
+            out
+        } else {
+            String::from_utf8(self.body.clone()).expect("UTF-8 body")
+        }
+    }
+
+    /// A header value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// One HTTP request with ureq (no automatic decompression, no status errors).
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Http {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = agent
+        .run(req.body(()).unwrap())
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .unwrap_or_default();
+    Http {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Sample lines of an exposition that are not the sidecar's own metrics.
+pub fn app_lines(text: &str) -> Vec<String> {
+    let own = |l: &str| {
+        let name = l.trim_start_matches("# HELP ").trim_start_matches("# TYPE ");
+        name.starts_with("multiproc_exporter_") || name.starts_with("process_")
+    };
+    let mut v: Vec<String> = text
+        .lines()
+        .filter(|l| !own(l) && *l != "# EOF")
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}

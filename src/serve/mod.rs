@@ -1,0 +1,156 @@
+//! Stage 6: serve the merged directory over HTTP.
+//!
+//! [`run`] is the seam: it takes a bound listener and a shutdown future, so tests run the
+//! real server on a port chosen at run time and stop it at will. Connections are capped
+//! (a semaphore taken before `accept`, so excess clients wait in the kernel backlog), a
+//! client that does not send its request head in time is dropped, and shutdown stops
+//! accepting, lets in-flight requests finish and gives up after a deadline.
+
+pub mod flight;
+pub mod negotiate;
+mod routes;
+
+use crate::collect::Collector;
+use crate::selfmetrics::SelfMetrics;
+use flight::Flight;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Settings of the HTTP server.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The prometheus_client multiprocess directory.
+    pub dir: PathBuf,
+    /// Path of the metrics endpoint.
+    pub telemetry_path: String,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time a client has to send a request head (also bounds idle keep-alive).
+    pub header_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+    /// Bound on the bytes read from one file.
+    pub file_limit: u64,
+    /// How often readiness is re-checked while the directory is missing.
+    pub dir_poll: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig {
+            dir: dir.into(),
+            telemetry_path: "/metrics".to_owned(),
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+            file_limit: crate::collect::DEFAULT_FILE_LIMIT,
+            dir_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) config: ServeConfig,
+    pub(crate) flight: Flight,
+    pub(crate) metrics: Arc<SelfMetrics>,
+}
+
+/// Serves `config.dir` on `listener` until `shutdown` resolves, then drains.
+///
+/// # Errors
+/// Only start-up errors; a bad file or an unreadable directory is reported in responses
+/// and logs, never by returning.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let metrics = Arc::new(SelfMetrics::default());
+    let collector = Collector::new(&config.dir).with_file_limit(config.file_limit);
+    let app = Arc::new(App {
+        flight: Flight::new(collector, metrics.clone()),
+        metrics,
+        config: config.clone(),
+    });
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, dir = %config.dir.display(), path = %config.telemetry_path, "listening");
+    let readiness = tokio::spawn(watch_readiness(app.clone()));
+
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |req| routes::handle(app.clone(), req));
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    readiness.abort();
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("drained"),
+        () = tokio::time::sleep(config.shutdown_timeout) => {
+            tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown deadline passed; closing remaining connections");
+        }
+    }
+    Ok(())
+}
+
+/// Until the directory has been read once, tries every `dir_poll` and says why not.
+async fn watch_readiness(app: Arc<App>) {
+    let mut said_missing = false;
+    loop {
+        if !app.flight.is_ready() {
+            match app.flight.get(std::time::Instant::now()).await {
+                Ok(_) => tracing::info!(dir = %app.config.dir.display(), "directory read; ready"),
+                Err(err) => {
+                    if !said_missing {
+                        tracing::warn!(error = %err, "not ready; waiting for the directory");
+                        said_missing = true;
+                    }
+                }
+            }
+        } else {
+            said_missing = false;
+        }
+        tokio::time::sleep(app.config.dir_poll).await;
+    }
+}

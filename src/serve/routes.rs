@@ -1,0 +1,211 @@
+//! The endpoints: the telemetry path, `/healthz`, `/readyz`, and a landing page.
+
+use super::App;
+use super::negotiate::{accepts_gzip, negotiate};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Reply = Response<Full<Bytes>>;
+
+/// Margin kept from Prometheus' scrape timeout for sending the response.
+const TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
+
+pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    let path = req.uri().path();
+    let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
+    let head = req.method() == Method::HEAD;
+    let known = path == app.config.telemetry_path || matches!(path, "/healthz" | "/readyz" | "/");
+    let mut reply = if !known {
+        text(StatusCode::NOT_FOUND, "not found\n")
+    } else if !is_read {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        r
+    } else if path == app.config.telemetry_path {
+        metrics(&app, &req).await
+    } else if path == "/healthz" {
+        text(StatusCode::OK, "ok\n")
+    } else if path == "/readyz" {
+        if app.flight.is_ready() {
+            text(StatusCode::OK, "ready\n")
+        } else {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not ready: directory {} not read yet\n", app.config.dir.display()),
+            )
+        }
+    } else {
+        landing(&app)
+    };
+    if head {
+        let len = reply.headers().get(header::CONTENT_LENGTH).cloned();
+        *reply.body_mut() = Full::new(Bytes::new());
+        if let Some(len) = len {
+            reply.headers_mut().insert(header::CONTENT_LENGTH, len);
+        }
+    }
+    Ok(reply)
+}
+
+fn text(status: StatusCode, body: &str) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    r
+}
+
+async fn metrics(app: &App, req: &Request<Incoming>) -> Reply {
+    let arrived = Instant::now();
+    app.metrics.request();
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let chosen = negotiate(header("accept"));
+    let gzip = accepts_gzip(header("accept-encoding"));
+    let names = name_filter(req.uri().query());
+    let budget = header("x-prometheus-scrape-timeout-seconds")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(|s| Duration::from_secs_f64(s).saturating_sub(TIMEOUT_MARGIN).max(TIMEOUT_MARGIN));
+
+    let fresh = app.flight.get(arrived);
+    let scrape = match budget {
+        None => fresh.await,
+        Some(budget) => match tokio::time::timeout(budget, fresh).await {
+            Ok(result) => result,
+            Err(_) => {
+                app.metrics.timed_out();
+                match app.flight.last_done() {
+                    // Better an older complete answer than none within the deadline.
+                    Some(s) => Ok(s),
+                    None => {
+                        return text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the scrape timeout ran out before the directory was read\n",
+                        );
+                    }
+                }
+            }
+        },
+    };
+    let scrape = match scrape {
+        Ok(s) => s,
+        Err(err) => return text(StatusCode::SERVICE_UNAVAILABLE, &format!("{err}\n")),
+    };
+    let body = match &names {
+        None => scrape.body(chosen.format, gzip).await,
+        Some(names) => {
+            let families = scrape.families.clone();
+            let names = names.clone();
+            let format = chosen.format;
+            tokio::task::spawn_blocking(move || {
+                super::flight::encode(&families, format, gzip, Some(&names))
+            })
+            .await
+            .unwrap_or_default()
+        }
+    };
+    app.metrics.served(body.len());
+    let mut r = Response::new(Full::new(body.clone()));
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&chosen.content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    r
+}
+
+/// The `name[]=` values of the query string, as prometheus_client's handlers accept them
+/// (exact sample names); `None` when there is no filter.
+fn name_filter(query: Option<&str>) -> Option<Vec<String>> {
+    let names: Vec<String> = query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| percent_decode(k) == "name[]")
+        .map(|(_, v)| percent_decode(v))
+        .collect();
+    (!names.is_empty()).then_some(names)
+}
+
+/// Decodes `%XX` escapes and `+` as a space; invalid escapes are kept as written.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn landing(app: &App) -> Reply {
+    let path = html_escape(&app.config.telemetry_path);
+    let dir = html_escape(&app.config.dir.display().to_string());
+    let ready = if app.flight.is_ready() { "ready" } else { "not ready" };
+    let body = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>multiproc-exporter</title></head>\n\
+         <body><h1>multiproc-exporter</h1>\n<p>Serving the prometheus_client multiprocess directory \
+         <code>{dir}</code> ({ready}).</p>\n<ul><li><a href=\"{path}\">{path}</a>: merged metrics</li>\n\
+         <li><a href=\"/healthz\">/healthz</a>: the process answers</li>\n\
+         <li><a href=\"/readyz\">/readyz</a>: the directory has been read</li></ul>\n\
+         <p>Version {}.</p></body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut r = text(StatusCode::OK, &body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_filter_reads_prometheus_client_queries() {
+        assert_eq!(name_filter(None), None);
+        assert_eq!(name_filter(Some("x=1")), None);
+        assert_eq!(
+            name_filter(Some("name[]=c_total&name%5B%5D=h_bucket&other=1")),
+            Some(vec!["c_total".to_owned(), "h_bucket".to_owned()])
+        );
+        assert_eq!(percent_decode("a%2Fb+c%zz%4"), "a/b c%zz%4");
+    }
+}
