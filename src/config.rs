@@ -63,7 +63,12 @@ pub struct ServeArgs {
     #[arg(long = "demo")]
     pub demo: bool,
     /// Number of workers of the --demo pool.
-    #[arg(long = "demo.workers", value_name = "N", default_value_t = 4, requires = "demo")]
+    #[arg(
+        long = "demo.workers",
+        value_name = "N",
+        default_value_t = 4,
+        requires = "demo"
+    )]
     pub demo_workers: usize,
     /// Address to listen on: HOST:PORT, or :PORT for all interfaces.
     #[arg(
@@ -130,7 +135,9 @@ pub struct DemoWorkerArgs {
 /// A message naming the value and the expected form.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -328,7 +335,14 @@ mod tests {
 
     #[test]
     fn serve_is_the_default() {
-        let cli = Cli::try_parse_from(["multiproc-exporter", "--dir", "/d", "--web.listen-address", "127.0.0.1:0"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "multiproc-exporter",
+            "--dir",
+            "/d",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.dir, Some(PathBuf::from("/d")));
         assert_eq!(cli.serve.header_timeout, Duration::from_secs(10));

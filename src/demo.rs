@@ -78,7 +78,12 @@ fn spawn_worker(children: &mut JoinSet<u32>, exe: &Path, dir: &Path, seed: u64) 
         .arg("demo-worker")
         .arg("--dir")
         .arg(dir)
-        .args(["--seed", &seed.to_string(), "--lifetime-ms", &lifetime_ms.to_string()])
+        .args([
+            "--seed",
+            &seed.to_string(),
+            "--lifetime-ms",
+            &lifetime_ms.to_string(),
+        ])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn();
@@ -183,7 +188,10 @@ pub fn worker_main(dir: &Path, seed: u64, lifetime: Duration) -> io::Result<()> 
             *n,
             0.0,
         )?;
-        let b = BOUNDS.iter().position(|&x| latency <= x).unwrap_or(BOUNDS.len() - 1);
+        let b = BOUNDS
+            .iter()
+            .position(|&x| latency <= x)
+            .unwrap_or(BOUNDS.len() - 1);
         counts[p][b] += 1.0;
         sums[p] += latency;
         histogram.set_sample(

@@ -27,6 +27,7 @@
 
 pub mod collect;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod merge;
 pub mod model;
@@ -36,5 +37,4 @@ pub mod render;
 pub mod scan;
 pub mod selfmetrics;
 pub mod serve;
-pub mod demo;
 pub mod write;

@@ -3,9 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use multiproc_exporter::collect::Collector;
-use multiproc_exporter::config::{
-    self, Cli, Command, LogArgs, LogFormat, RenderArgs, ServeArgs,
-};
+use multiproc_exporter::config::{self, Cli, Command, LogArgs, LogFormat, RenderArgs, ServeArgs};
 use multiproc_exporter::serve::{self, ServeConfig};
 use multiproc_exporter::{demo, render};
 use std::io::{IsTerminal, Write};

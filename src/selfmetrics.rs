@@ -74,7 +74,8 @@ impl SelfMetrics {
 
     /// Records a response body sent.
     pub fn served(&self, bytes: usize) {
-        self.response_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.response_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Merge passes so far.
@@ -108,7 +109,11 @@ impl SelfMetrics {
             "multiproc_exporter_ready",
             MetricType::Gauge,
             "1 when the directory is readable and has been read in full.",
-            vec![sample("multiproc_exporter_ready", &[], f64::from(u8::from(ready)))],
+            vec![sample(
+                "multiproc_exporter_ready",
+                &[],
+                f64::from(u8::from(ready)),
+            )],
         );
         fam(
             "multiproc_exporter_merges",
@@ -129,7 +134,10 @@ impl SelfMetrics {
             "multiproc_exporter_scrapes",
             MetricType::Counter,
             "Requests to the telemetry path.",
-            vec![c("multiproc_exporter_scrapes_total", self.requests.load(Ordering::Relaxed))],
+            vec![c(
+                "multiproc_exporter_scrapes_total",
+                self.requests.load(Ordering::Relaxed),
+            )],
         );
         fam(
             "multiproc_exporter_scrape_timeouts",
@@ -158,8 +166,15 @@ impl SelfMetrics {
                 s.le = Some(bound);
                 samples.push(s);
             }
-            samples.push(c("multiproc_exporter_merge_duration_seconds_count", h.count));
-            samples.push(sample("multiproc_exporter_merge_duration_seconds_sum", &[], h.sum));
+            samples.push(c(
+                "multiproc_exporter_merge_duration_seconds_count",
+                h.count,
+            ));
+            samples.push(sample(
+                "multiproc_exporter_merge_duration_seconds_sum",
+                &[],
+                h.sum,
+            ));
             fam(
                 "multiproc_exporter_merge_duration_seconds",
                 MetricType::Histogram,
@@ -170,7 +185,13 @@ impl SelfMetrics {
         if let Ok(errors) = self.file_errors.lock() {
             let samples = errors
                 .iter()
-                .map(|(reason, n)| sample("multiproc_exporter_file_errors_total", &[("reason", reason)], *n as f64))
+                .map(|(reason, n)| {
+                    sample(
+                        "multiproc_exporter_file_errors_total",
+                        &[("reason", reason)],
+                        *n as f64,
+                    )
+                })
                 .collect();
             fam(
                 "multiproc_exporter_file_errors",
@@ -204,13 +225,21 @@ impl SelfMetrics {
             "multiproc_exporter_writer_pids",
             MetricType::Gauge,
             "Distinct process identifiers in the file names of the latest pass.",
-            vec![sample("multiproc_exporter_writer_pids", &[], pass.pids as f64)],
+            vec![sample(
+                "multiproc_exporter_writer_pids",
+                &[],
+                pass.pids as f64,
+            )],
         );
         fam(
             "multiproc_exporter_entries",
             MetricType::Gauge,
             "Entries (per-process samples) read in the latest pass.",
-            vec![sample("multiproc_exporter_entries", &[], pass.entries as f64)],
+            vec![sample(
+                "multiproc_exporter_entries",
+                &[],
+                pass.entries as f64,
+            )],
         );
         let series: usize = pass.families.iter().map(|f| f.samples.len()).sum();
         fam(
@@ -225,7 +254,13 @@ impl SelfMetrics {
             "Merged series exposed per metric family: cardinality is what hurts Prometheus.",
             pass.families
                 .iter()
-                .map(|f| sample("multiproc_exporter_family_series", &[("family", &f.name)], f.samples.len() as f64))
+                .map(|f| {
+                    sample(
+                        "multiproc_exporter_family_series",
+                        &[("family", &f.name)],
+                        f.samples.len() as f64,
+                    )
+                })
                 .collect(),
         );
         out.extend(process_families());
@@ -280,10 +315,20 @@ pub fn process_families() -> Vec<Family> {
             );
         }
         if let Some(vsize) = num(20) {
-            gauge("process_virtual_memory_bytes", MetricType::Gauge, "Virtual memory size in bytes.", vsize);
+            gauge(
+                "process_virtual_memory_bytes",
+                MetricType::Gauge,
+                "Virtual memory size in bytes.",
+                vsize,
+            );
         }
         if let Some(rss) = num(21) {
-            gauge("process_resident_memory_bytes", MetricType::Gauge, "Resident memory size in bytes.", rss * page);
+            gauge(
+                "process_resident_memory_bytes",
+                MetricType::Gauge,
+                "Resident memory size in bytes.",
+                rss * page,
+            );
         }
         if let (Some(start), Some(boot)) = (num(19), boot_time()) {
             gauge(
@@ -295,10 +340,20 @@ pub fn process_families() -> Vec<Family> {
         }
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        gauge("process_open_fds", MetricType::Gauge, "Number of open file descriptors.", fds.count() as f64);
+        gauge(
+            "process_open_fds",
+            MetricType::Gauge,
+            "Number of open file descriptors.",
+            fds.count() as f64,
+        );
     }
     if let Some(max) = max_fds() {
-        gauge("process_max_fds", MetricType::Gauge, "Maximum number of open file descriptors.", max);
+        gauge(
+            "process_max_fds",
+            MetricType::Gauge,
+            "Maximum number of open file descriptors.",
+            max,
+        );
     }
     out
 }
@@ -329,11 +384,23 @@ mod tests {
     #[test]
     fn process_metrics_are_present_and_sane() {
         let fams = process_families();
-        let get = |n: &str| fams.iter().find(|f| &*f.name == n).map(|f| f.samples[0].value);
+        let get = |n: &str| {
+            fams.iter()
+                .find(|f| &*f.name == n)
+                .map(|f| f.samples[0].value)
+        };
         assert!(get("process_resident_memory_bytes").unwrap() > 0.0);
         assert!(get("process_open_fds").unwrap() >= 3.0);
         let start = get("process_start_time_seconds").unwrap();
         assert!(start > 1.6e9 && start <= unix_now() + 1.0);
-        assert_eq!(fams.iter().find(|f| &*f.name == "process_cpu_seconds").unwrap().samples[0].name.as_ref(), "process_cpu_seconds_total");
+        assert_eq!(
+            fams.iter()
+                .find(|f| &*f.name == "process_cpu_seconds")
+                .unwrap()
+                .samples[0]
+                .name
+                .as_ref(),
+            "process_cpu_seconds_total"
+        );
     }
 }

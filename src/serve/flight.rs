@@ -126,7 +126,10 @@ impl Flight {
 
     /// The newest finished pass, if any.
     pub fn last_done(&self) -> Option<Arc<Scrape>> {
-        self.last_done.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.last_done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A pass that started at or after `arrived`, running one if needed.

@@ -124,7 +124,8 @@ mod tests {
         negotiate(Some(accept)).content_type
     }
 
-    const OM_U: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores";
+    const OM_U: &str =
+        "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores";
 
     #[test]
     fn prometheus_2_before_2_49() {
@@ -154,9 +155,14 @@ mod tests {
 
     #[test]
     fn text_1_0_0_ranked_first() {
-        let n = negotiate(Some("text/plain;version=1.0.0;escaping=dots,application/openmetrics-text;q=0.5"));
+        let n = negotiate(Some(
+            "text/plain;version=1.0.0;escaping=dots,application/openmetrics-text;q=0.5",
+        ));
         assert_eq!(n.format, Format::Text1(Escaping::Dots));
-        assert_eq!(n.content_type, "text/plain; version=1.0.0; charset=utf-8; escaping=dots");
+        assert_eq!(
+            n.content_type,
+            "text/plain; version=1.0.0; charset=utf-8; escaping=dots"
+        );
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
         text(StatusCode::NOT_FOUND, "not found\n")
     } else if !is_read {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         r
     } else if path == app.config.telemetry_path {
         metrics(&app, &req).await
@@ -37,7 +38,10 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
         } else {
             text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!("not ready: directory {} not read yet\n", app.config.dir.display()),
+                &format!(
+                    "not ready: directory {} not read yet\n",
+                    app.config.dir.display()
+                ),
             )
         }
     } else {
@@ -75,7 +79,11 @@ async fn metrics(app: &App, req: &Request<Incoming>) -> Reply {
     let budget = header("x-prometheus-scrape-timeout-seconds")
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(|s| Duration::from_secs_f64(s).saturating_sub(TIMEOUT_MARGIN).max(TIMEOUT_MARGIN));
+        .map(|s| {
+            Duration::from_secs_f64(s)
+                .saturating_sub(TIMEOUT_MARGIN)
+                .max(TIMEOUT_MARGIN)
+        });
 
     let fresh = app.flight.get(arrived);
     let scrape = match budget {
@@ -120,7 +128,10 @@ async fn metrics(app: &App, req: &Request<Incoming>) -> Reply {
     if let Ok(v) = HeaderValue::from_str(&chosen.content_type) {
         h.insert(header::CONTENT_TYPE, v);
     }
-    h.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
     if gzip {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
@@ -169,7 +180,11 @@ fn percent_decode(s: &str) -> String {
 fn landing(app: &App) -> Reply {
     let path = html_escape(&app.config.telemetry_path);
     let dir = html_escape(&app.config.dir.display().to_string());
-    let ready = if app.flight.is_ready() { "ready" } else { "not ready" };
+    let ready = if app.flight.is_ready() {
+        "ready"
+    } else {
+        "not ready"
+    };
     let body = format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>multiproc-exporter</title></head>\n\
          <body><h1>multiproc-exporter</h1>\n<p>Serving the prometheus_client multiprocess directory \

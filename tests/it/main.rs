@@ -26,3 +26,9 @@ mod fixtures;
 
 /// The HTTP sidecar.
 mod serve;
+
+/// Our writer's files, read by prometheus_client.
+mod writer;
+
+/// A real Prometheus server scraping the sidecar (needs the Debian package `prometheus`).
+mod prometheus;

@@ -51,8 +51,15 @@ fn accept_headers_of_real_scrapers() {
             let r = s.get("/metrics", &headers);
             assert_eq!(r.status, 200, "{who}");
             assert_eq!(r.header("content-type"), Some(content_type), "{who}");
-            assert_eq!(r.header("content-encoding"), gzip.then_some("gzip"), "{who}");
-            assert!(r.header("vary").unwrap_or("").contains("Accept-Encoding"), "{who}");
+            assert_eq!(
+                r.header("content-encoding"),
+                gzip.then_some("gzip"),
+                "{who}"
+            );
+            assert!(
+                r.header("vary").unwrap_or("").contains("Accept-Encoding"),
+                "{who}"
+            );
             let body = r.text();
             let is_om = content_type.starts_with("application/openmetrics-text");
             assert_eq!(body.ends_with("# EOF\n"), is_om, "{who}");
@@ -78,7 +85,12 @@ fn endpoints_methods_and_filters() {
     assert_eq!(s.get("/readyz", &[]).status, 200);
     let landing = s.get("/", &[]);
     assert_eq!(landing.status, 200);
-    assert!(landing.header("content-type").unwrap().starts_with("text/html"));
+    assert!(
+        landing
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
     let page = landing.text();
     assert!(page.contains("href=\"/metrics\"") && page.contains(tmp.path().to_str().unwrap()));
     assert_eq!(s.get("/nope", &[]).status, 404);
@@ -91,10 +103,20 @@ fn endpoints_methods_and_filters() {
     assert!(head.body.is_empty());
     assert_eq!(head.header("content-type"), full.header("content-type"));
     // prometheus_client's name[] filter: exact sample names, empty families dropped.
-    let f = s.get("/metrics?name[]=req_total&name%5B%5D=lat_seconds_count", &[]).text();
+    let f = s
+        .get(
+            "/metrics?name[]=req_total&name%5B%5D=lat_seconds_count",
+            &[],
+        )
+        .text();
     let lines: Vec<&str> = f.lines().filter(|l| !l.starts_with('#')).collect();
     assert!(!lines.is_empty());
-    assert!(lines.iter().all(|l| l.starts_with("req_total") || l.starts_with("lat_seconds_count")), "{f}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("req_total") || l.starts_with("lat_seconds_count")),
+        "{f}"
+    );
     assert!(f.contains("# TYPE req_total counter") && !f.contains("# TYPE g_all gauge"));
 }
 
@@ -103,7 +125,13 @@ fn fifty_concurrent_scrapes_share_merges() {
     let tmp = tempfile::tempdir().unwrap();
     big_directory(tmp.path(), 16, 4_000);
     let s = serve(tmp.path(), &[]);
-    let merges = |s: &Server| value(&s.get("/metrics", &[]).text(), "multiproc_exporter_merges_total").unwrap();
+    let merges = |s: &Server| {
+        value(
+            &s.get("/metrics", &[]).text(),
+            "multiproc_exporter_merges_total",
+        )
+        .unwrap()
+    };
     let before = merges(&s);
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(50));
     let threads: Vec<_> = (0..50)
@@ -130,9 +158,20 @@ fn fifty_concurrent_scrapes_share_merges() {
 /// Writes `workers` counter files of `entries` entries each with our writer.
 fn big_directory(dir: &Path, workers: usize, entries: usize) {
     for w in 0..workers {
-        let mut f = multiproc_exporter::write::DbWriter::open(&dir.join(format!("counter_{}.db", 1000 + w))).unwrap();
+        let mut f = multiproc_exporter::write::DbWriter::open(
+            &dir.join(format!("counter_{}.db", 1000 + w)),
+        )
+        .unwrap();
         for i in 0..entries {
-            f.set_sample("big", "big_total", &[("i", &i.to_string())], "many series", 1.0, 0.0).unwrap();
+            f.set_sample(
+                "big",
+                "big_total",
+                &[("i", &i.to_string())],
+                "many series",
+                1.0,
+                0.0,
+            )
+            .unwrap();
         }
     }
 }
@@ -149,7 +188,7 @@ fn sigterm_lets_the_scrape_in_flight_finish_and_exits_0() {
         (r.status, r.text(), start.elapsed())
     });
     // Let the request reach the server and start its merge, then stop the server.
-    std::thread::sleep(Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(50));
     let merging = !scrape.is_finished();
     s.signal("TERM");
     let signalled = Instant::now();
@@ -160,13 +199,19 @@ fn sigterm_lets_the_scrape_in_flight_finish_and_exits_0() {
         if let Some(code) = s.child.try_wait().unwrap() {
             break code;
         }
-        assert!(signalled.elapsed() < Duration::from_secs(20), "no exit within the deadline");
+        assert!(
+            signalled.elapsed() < Duration::from_secs(20),
+            "no exit within the deadline"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(exit.code(), Some(0));
     assert!(s.log_text().contains("SIGTERM received"));
     eprintln!("scrape took {took:?}; in flight at SIGTERM: {merging}");
-    assert!(merging, "the scrape finished before SIGTERM; the directory is too small to test this");
+    assert!(
+        merging,
+        "the scrape finished before SIGTERM; the directory is too small to test this"
+    );
 }
 
 #[test]
@@ -191,7 +236,11 @@ fn missing_directory_is_waited_for() {
     assert_eq!(not_ready.status, 503);
     assert!(not_ready.text().contains("later"));
     assert_eq!(s.get("/metrics", &[]).status, 503);
-    assert!(s.log_text().contains("waiting for the directory"), "{}", s.log_text());
+    assert!(
+        s.log_text().contains("waiting for the directory"),
+        "{}",
+        s.log_text()
+    );
     std::fs::create_dir(&dir).unwrap();
     harness(&["case", dir.to_str().unwrap(), "test_counter_adds"]);
     s.wait_ready();
@@ -204,11 +253,16 @@ fn idle_clients_are_disconnected() {
     let tmp = tempfile::tempdir().unwrap();
     let s = serve(tmp.path(), &["--web.header-timeout", "500ms"]);
     let mut idle = std::net::TcpStream::connect(s.addr).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let start = Instant::now();
     let mut buf = [0u8; 64];
     let n = idle.read(&mut buf).unwrap_or(0);
-    assert!(start.elapsed() < Duration::from_secs(5), "idle connection kept {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "idle connection kept {:?}",
+        start.elapsed()
+    );
     // hyper may answer 408 before closing; either way the connection ends.
     assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).contains("408"));
     assert_eq!(s.get("/healthz", &[]).status, 200);
@@ -216,28 +270,54 @@ fn idle_clients_are_disconnected() {
 
 #[test]
 fn help_documents_every_flag_and_its_environment_variable() {
-    let out = std::process::Command::new(BIN).args(["serve", "--help"]).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for needle in [
-        "--dir", "PROMETHEUS_MULTIPROC_DIR", "--demo", "--web.listen-address",
-        "MULTIPROC_EXPORTER_WEB_LISTEN_ADDRESS", "--web.telemetry-path",
-        "MULTIPROC_EXPORTER_WEB_TELEMETRY_PATH", "--web.max-connections",
-        "MULTIPROC_EXPORTER_WEB_MAX_CONNECTIONS", "--web.header-timeout",
-        "MULTIPROC_EXPORTER_WEB_HEADER_TIMEOUT", "--web.shutdown-timeout",
-        "MULTIPROC_EXPORTER_WEB_SHUTDOWN_TIMEOUT", "--log.level",
-        "MULTIPROC_EXPORTER_LOG_LEVEL", "--log.format", "MULTIPROC_EXPORTER_LOG_FORMAT", "9867",
+        "--dir",
+        "PROMETHEUS_MULTIPROC_DIR",
+        "--demo",
+        "--web.listen-address",
+        "MULTIPROC_EXPORTER_WEB_LISTEN_ADDRESS",
+        "--web.telemetry-path",
+        "MULTIPROC_EXPORTER_WEB_TELEMETRY_PATH",
+        "--web.max-connections",
+        "MULTIPROC_EXPORTER_WEB_MAX_CONNECTIONS",
+        "--web.header-timeout",
+        "MULTIPROC_EXPORTER_WEB_HEADER_TIMEOUT",
+        "--web.shutdown-timeout",
+        "MULTIPROC_EXPORTER_WEB_SHUTDOWN_TIMEOUT",
+        "--log.level",
+        "MULTIPROC_EXPORTER_LOG_LEVEL",
+        "--log.format",
+        "MULTIPROC_EXPORTER_LOG_FORMAT",
+        "9867",
     ] {
-        assert!(help.contains(needle), "{needle} missing from serve --help:\n{help}");
+        assert!(
+            help.contains(needle),
+            "{needle} missing from serve --help:\n{help}"
+        );
     }
 }
 
 #[test]
 fn bad_flags_give_one_clear_message() {
     for (args, needle) in [
-        (&["--web.listen-address", "nonsense", "--dir", "/tmp"][..], "--web.listen-address"),
-        (&["--web.telemetry-path", "metrics", "--dir", "/tmp"], "--web.telemetry-path"),
-        (&["--web.header-timeout", "soon", "--dir", "/tmp"], "--web.header-timeout"),
+        (
+            &["--web.listen-address", "nonsense", "--dir", "/tmp"][..],
+            "--web.listen-address",
+        ),
+        (
+            &["--web.telemetry-path", "metrics", "--dir", "/tmp"],
+            "--web.telemetry-path",
+        ),
+        (
+            &["--web.header-timeout", "soon", "--dir", "/tmp"],
+            "--web.header-timeout",
+        ),
         (&["--no-such-flag"], "--no-such-flag"),
         (&[], "PROMETHEUS_MULTIPROC_DIR"),
     ] {
@@ -264,7 +344,10 @@ fn port_in_use_is_a_clear_start_up_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot listen on --web.listen-address") && err.contains(&addr), "{err}");
+    assert!(
+        err.contains("cannot listen on --web.listen-address") && err.contains(&addr),
+        "{err}"
+    );
 }
 
 #[test]
@@ -274,12 +357,17 @@ fn demo_pool_serves_live_metrics_and_cleans_up() {
     let mut body = String::new();
     for _ in 0..100 {
         body = s.get("/metrics", &[]).text();
-        if value(&body, "demo_http_requests_in_progress").is_some() && body.contains("demo_http_requests_total{") {
+        if value(&body, "demo_http_requests_in_progress").is_some()
+            && body.contains("demo_http_requests_total{")
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(body.contains("demo_http_request_duration_seconds_bucket{le=\"+Inf\""), "{body}");
+    assert!(
+        body.contains("demo_http_request_duration_seconds_bucket{le=\"+Inf\""),
+        "{body}"
+    );
     assert!(value(&body, "multiproc_exporter_writer_pids").unwrap() >= 3.0);
     let dir = s
         .log_text()
@@ -293,5 +381,8 @@ fn demo_pool_serves_live_metrics_and_cleans_up() {
     assert!(Path::new(&dir).is_dir());
     s.signal("TERM");
     assert_eq!(s.child.wait().unwrap().code(), Some(0));
-    assert!(!Path::new(&dir).exists(), "demo directory {dir} left behind");
+    assert!(
+        !Path::new(&dir).exists(),
+        "demo directory {dir} left behind"
+    );
 }

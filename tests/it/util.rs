@@ -296,6 +296,11 @@ impl Http {
 
 /// One HTTP request with ureq (no automatic decompression, no status errors).
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Http {
+    try_request(method, url, headers).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// [`request`], returning transport errors (connection refused while a server starts).
+pub fn try_request(method: &str, url: &str, headers: &[(&str, &str)]) -> Result<Http, ureq::Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(std::time::Duration::from_secs(30)))
@@ -305,14 +310,17 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Http {
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let mut resp = agent
-        .run(req.body(()).unwrap())
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut resp = agent.run(req.body(()).unwrap())?;
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
     let body = resp
         .body_mut()
@@ -320,17 +328,19 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Http {
         .limit(u64::MAX)
         .read_to_vec()
         .unwrap_or_default();
-    Http {
+    Ok(Http {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// Sample lines of an exposition that are not the sidecar's own metrics.
 pub fn app_lines(text: &str) -> Vec<String> {
     let own = |l: &str| {
-        let name = l.trim_start_matches("# HELP ").trim_start_matches("# TYPE ");
+        let name = l
+            .trim_start_matches("# HELP ")
+            .trim_start_matches("# TYPE ");
         name.starts_with("multiproc_exporter_") || name.starts_with("process_")
     };
     let mut v: Vec<String> = text

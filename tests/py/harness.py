@@ -23,7 +23,7 @@ import os
 import random
 import sys
 
-if len(sys.argv) >= 3 and sys.argv[1] == "case":
+if len(sys.argv) >= 3 and sys.argv[1] in ("case", "live-workers"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[2]
 elif len(sys.argv) >= 3 and sys.argv[1] == "random":
     # Must be present at import so prometheus_client picks multiprocess values;
@@ -569,6 +569,33 @@ def check(d, text_path, om_path):
             "files": len(sorted_files(d)), "om_parsed": om_parsed, "diffs": diffs}
 
 
+def live_workers(d, n):
+    """Workers that record known amounts, say "ready", and stay alive until the harness
+    process goes away (as a live pool does while Prometheus scrapes it)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = d
+    parent = os.getpid()
+    ready_r, ready_w = os.pipe()
+    for k in range(n):
+        if os.fork() == 0:
+            import time
+            c = Counter("app_requests", "Requests.", ["path"], registry=None)
+            c.labels("/a").inc(k + 1)
+            h = Histogram("app_latency_seconds", "Latency.", registry=None, buckets=[0.1, 1.0])
+            for v in (0.05, 0.5, 5.0):
+                h.observe(v)
+            Gauge("app_in_progress", "In progress.", multiprocess_mode="livesum",
+                  registry=None).set(1)
+            os.write(ready_w, b"x")
+            while os.getppid() == parent:
+                time.sleep(0.2)
+            os._exit(0)
+    got = 0
+    while got < n:
+        got += len(os.read(ready_r, n - got))
+    print("ready", flush=True)
+    sys.stdin.read()  # until the test closes our stdin or kills us
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "random":
@@ -585,6 +612,8 @@ def main():
         with open(sys.argv[2], encoding="utf-8") as f:
             jobs = json.load(f)
         print(json.dumps([check(*job) for job in jobs]))
+    elif cmd == "live-workers":
+        live_workers(sys.argv[2], int(sys.argv[3]))
     elif cmd == "reference-text":
         from prometheus_client.exposition import generate_latest
         sys.stdout.write(generate_latest(Merged(sys.argv[2])).decode("utf-8"))
