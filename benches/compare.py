@@ -12,6 +12,13 @@ Then, in the same run, alternating so that machine noise hits both alike:
   ours:      wall time of `render --dir DIR` (a whole process: start, read, merge, print)
   reference: generate_latest() over a registry holding MultiProcessCollector(DIR), in
              this Python process (what an in-app /metrics handler pays per scrape)
+With --http, both sides serve over loopback HTTP instead and the same client times
+GET /metrics (body read, keep-alive) alternately against:
+  ours:      `multiproc-exporter serve --dir DIR` (steady state: the first scrape is
+             excluded, every later one runs a fresh merge pass)
+  reference: prometheus_client's start_http_server() over MultiProcessCollector(DIR),
+             in its own Python process
+once without compression and once with Accept-Encoding: gzip.
 Prints one JSON object with medians and the ratio.
 """
 
@@ -65,11 +72,83 @@ def generate(d, workers, entries):
         os.waitpid(pid, 0)
 
 
+def start_ours(binary, d):
+    p = subprocess.Popen([binary, "--dir", d, "--web.listen-address", "127.0.0.1:0"],
+                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    for line in p.stderr:
+        if "address=" in line:
+            addr = line.split("address=")[1].split()[0]
+            return p, addr
+    raise SystemExit("our server did not start")
+
+
+REFERENCE_SERVER = """
+import sys, time
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
+r = CollectorRegistry()
+MultiProcessCollector(r, path=sys.argv[1])
+server, _ = start_http_server(0, addr="127.0.0.1", registry=r)
+print("127.0.0.1:%d" % server.server_port, flush=True)
+time.sleep(3600)
+"""
+
+
+def start_reference(d):
+    p = subprocess.Popen([sys.executable, "-c", REFERENCE_SERVER, d], stdout=subprocess.PIPE,
+                         text=True)
+    return p, p.stdout.readline().strip()
+
+
+def timed_get(conn, gzip):
+    headers = {"Accept-Encoding": "gzip"} if gzip else {}
+    t = time.perf_counter()
+    conn.request("GET", "/metrics", headers=headers)
+    resp = conn.getresponse()
+    body = resp.read()
+    took = time.perf_counter() - t
+    assert resp.status == 200, resp.status
+    return took, len(body)
+
+
+def http_compare(binary, d, runs):
+    import http.client
+    ours_p, ours_addr = start_ours(binary, d)
+    ref_p, ref_addr = start_reference(d)
+    try:
+        out = {}
+        for gzip in (False, True):
+            conns = [http.client.HTTPConnection(a, timeout=120) for a in (ours_addr, ref_addr)]
+            for c in conns:  # warm up: first scrape indexes every file
+                timed_get(c, gzip)
+            times = ([], [])
+            sizes = [0, 0]
+            for _ in range(runs):
+                for i, c in enumerate(conns):
+                    took, n = timed_get(c, gzip)
+                    times[i].append(took)
+                    sizes[i] = n
+            key = "gzip" if gzip else "plain"
+            out[key] = {
+                "ours_median_ms": round(statistics.median(times[0]) * 1000, 2),
+                "ours_p90_ms": round(sorted(times[0])[int(runs * 0.9) - 1] * 1000, 2),
+                "reference_median_ms": round(statistics.median(times[1]) * 1000, 2),
+                "ratio_of_medians": round(statistics.median(times[1]) / statistics.median(times[0]), 1),
+                "ours_body_bytes": sizes[0], "reference_body_bytes": sizes[1],
+            }
+        return out
+    finally:
+        for p in (ours_p, ref_p):
+            p.terminate()
+            p.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
     ap.add_argument("--scale", default="M", choices=SCALES)
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--http", action="store_true")
     args = ap.parse_args()
     workers, entries = SCALES[args.scale]
     with tempfile.TemporaryDirectory() as d:
@@ -83,6 +162,13 @@ def main():
         for f in files:
             with open(os.path.join(d, f), "rb") as fh:
                 used += int.from_bytes(fh.read(4), sys.byteorder)
+        if args.http:
+            result = {"scale": args.scale, "workers": workers, "entries_per_worker": entries,
+                      "files": len(files), "used_bytes": used, "runs": args.runs,
+                      "python": platform.python_version(), "cpus": os.cpu_count()}
+            result.update(http_compare(args.binary, d, args.runs))
+            print(json.dumps(result))
+            return
         ours, ref = [], []
         out_bytes = ref_bytes = 0
         for _ in range(args.runs):

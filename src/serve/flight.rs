@@ -23,6 +23,9 @@ use tokio::sync::OnceCell;
 /// How often the same problem with the same file is logged again.
 const LOG_EVERY: Duration = Duration::from_secs(600);
 
+/// Bodies of one pass by (format, gzip), each rendered by the first scrape that asks.
+type Bodies = HashMap<(Format, bool), Arc<OnceCell<Bytes>>>;
+
 /// One finished pass and the bodies rendered from it.
 #[derive(Debug)]
 pub struct Scrape {
@@ -30,7 +33,7 @@ pub struct Scrape {
     pub started: Instant,
     /// Merged families followed by the self-metrics.
     pub families: Arc<Vec<Family>>,
-    bodies: Mutex<HashMap<(Format, bool), Arc<OnceCell<Bytes>>>>,
+    bodies: Mutex<Bodies>,
 }
 
 impl Scrape {

@@ -32,3 +32,6 @@ mod writer;
 
 /// A real Prometheus server scraping the sidecar (needs the Debian package `prometheus`).
 mod prometheus;
+
+/// Docs checked against the binary.
+mod docs;

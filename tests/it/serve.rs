@@ -152,7 +152,7 @@ fn fifty_concurrent_scrapes_share_merges() {
     // The reading scrape itself runs one more pass.
     let used = merges(&s) - before - 1.0;
     eprintln!("50 concurrent scrapes used {used} merge passes");
-    assert!(used >= 1.0 && used <= 10.0, "{used} passes for 50 scrapes");
+    assert!((1.0..=10.0).contains(&used), "{used} passes for 50 scrapes");
 }
 
 /// Writes `workers` counter files of `entries` entries each with our writer.
@@ -385,4 +385,31 @@ fn demo_pool_serves_live_metrics_and_cleans_up() {
         !Path::new(&dir).exists(),
         "demo directory {dir} left behind"
     );
+}
+
+#[test]
+fn connection_cap_queues_clients_until_a_slot_frees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = serve(
+        tmp.path(),
+        &[
+            "--web.max-connections",
+            "1",
+            "--web.header-timeout",
+            "700ms",
+        ],
+    );
+    // Wait until the readiness probe's connection is gone, then hold the only slot.
+    std::thread::sleep(Duration::from_millis(900));
+    let _idle = std::net::TcpStream::connect(s.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    let r = s.get("/healthz", &[]);
+    let waited = start.elapsed();
+    assert_eq!(r.status, 200);
+    assert!(
+        waited >= Duration::from_millis(300),
+        "served at once ({waited:?}) despite the cap"
+    );
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
 }
