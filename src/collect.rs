@@ -13,6 +13,7 @@
 
 use crate::error::FileIssue;
 use crate::merge::{self, Family, FileView};
+use crate::model::FileKind;
 use crate::parse::index::{FileIndex, KeyTable};
 use crate::parse::value_at;
 use crate::read::{self, FileId, Snapshot};
@@ -55,6 +56,9 @@ pub struct Pass {
 #[derive(Debug)]
 pub struct Collector {
     dir: PathBuf,
+    /// Pids proven dead: their live-mode gauges are not merged ("live" means not
+    /// proven dead), even before or without compaction.
+    dead: std::collections::BTreeSet<String>,
     limit: u64,
     keys: KeyTable,
     files: BTreeMap<String, Tracked>,
@@ -65,6 +69,7 @@ impl Collector {
     pub fn new(dir: impl Into<PathBuf>) -> Collector {
         Collector {
             dir: dir.into(),
+            dead: std::collections::BTreeSet::new(),
             limit: DEFAULT_FILE_LIMIT,
             keys: KeyTable::default(),
             files: BTreeMap::new(),
@@ -75,6 +80,11 @@ impl Collector {
     pub fn with_file_limit(mut self, limit: u64) -> Collector {
         self.limit = limit.max(read::HEADER_LEN as u64);
         self
+    }
+
+    /// Sets the pids proven dead, whose live-mode gauges are left out of the merge.
+    pub fn set_dead_pids(&mut self, dead: &std::collections::BTreeSet<String>) {
+        self.dead.clone_from(dead);
     }
 
     /// The directory being read.
@@ -125,9 +135,14 @@ impl Collector {
             }
         }
 
+        let dead = &self.dead;
         let views: Vec<FileView<'_>> = self
             .files
             .values()
+            .filter(|t| {
+                !(matches!(&t.file.kind, FileKind::Gauge(m) if m.is_live())
+                    && dead.contains(&t.file.pid))
+            })
             .map(|t| FileView {
                 kind: &t.file.kind,
                 pid_label: &t.pid_label,
@@ -147,7 +162,15 @@ impl Collector {
             .collect::<std::collections::BTreeSet<_>>()
             .len();
         let (families, merge_issues) = merge::merge(&views, &self.keys);
-        let names: Vec<&String> = self.files.keys().collect();
+        let names: Vec<&String> = self
+            .files
+            .iter()
+            .filter(|(_, t)| {
+                !(matches!(&t.file.kind, FileKind::Gauge(m) if m.is_live())
+                    && dead.contains(&t.file.pid))
+            })
+            .map(|(n, _)| n)
+            .collect();
         for m in merge_issues {
             issues.push(FileIssue {
                 file: names[m.file].clone(),

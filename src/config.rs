@@ -4,6 +4,7 @@
 //! `--log.level`, ...), each with an environment fallback, so the same binary is
 //! configured the same way in a pod spec, a systemd unit or a shell.
 
+use crate::liveness;
 use crate::render::Format;
 use crate::render::escape::Escaping;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -42,6 +43,9 @@ pub enum Command {
     /// Print the merged exposition of a directory once and exit (0 ok, 1 directory
     /// unusable, 2 usage). Problems with single files are reported on stderr.
     Render(RenderArgs),
+    /// Run one lifecycle round and exit: finish an interrupted compaction, fold the
+    /// files of proven-dead workers into archives, remove their live gauges.
+    Compact(CompactArgs),
     /// One worker of the --demo pool (started by the demo supervisor).
     #[command(hide = true)]
     DemoWorker(DemoWorkerArgs),
@@ -104,6 +108,43 @@ pub struct ServeArgs {
         value_parser = parse_duration
     )]
     pub header_timeout: Duration,
+    /// Where evidence that a worker is dead comes from: auto (lock files where the shim
+    /// writes them, /proc once the pid namespace is proven shared), lock, proc (asserts
+    /// a shared pid namespace), or none (never declare a worker dead).
+    #[arg(
+        long = "liveness",
+        env = "MULTIPROC_EXPORTER_LIVENESS",
+        value_enum,
+        default_value_t = liveness::Mode::Auto
+    )]
+    pub liveness: liveness::Mode,
+    /// Fold dead workers' files into archive files and remove their live gauges. Turn
+    /// off while an in-app collector still reads the same directory.
+    #[arg(
+        long = "compaction",
+        env = "MULTIPROC_EXPORTER_COMPACTION",
+        value_enum,
+        default_value_t = Toggle::On
+    )]
+    pub compaction: Toggle,
+    /// Free bytes the directory's volume must keep after compaction writes; below it
+    /// compaction is skipped and reported (a full memory volume crashes the writers).
+    #[arg(
+        long = "compaction.min-free-bytes",
+        env = "MULTIPROC_EXPORTER_COMPACTION_MIN_FREE_BYTES",
+        value_name = "BYTES",
+        default_value_t = 4 << 20
+    )]
+    pub min_free_bytes: u64,
+    /// How often liveness and compaction run when no file event wakes them.
+    #[arg(
+        long = "lifecycle.interval",
+        env = "MULTIPROC_EXPORTER_LIFECYCLE_INTERVAL",
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = parse_duration
+    )]
+    pub lifecycle_interval: Duration,
     /// On SIGTERM or SIGINT, how long to let in-flight scrapes finish before exiting.
     #[arg(
         long = "web.shutdown-timeout",
@@ -113,6 +154,33 @@ pub struct ServeArgs {
         value_parser = parse_duration
     )]
     pub shutdown_timeout: Duration,
+}
+
+/// Flags of `compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The prometheus_client multiprocess directory.
+    #[arg(id = "compact_dir", long = "dir", env = DIR_ENV, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Where evidence that a worker is dead comes from.
+    #[arg(id = "compact_liveness", long = "liveness", value_enum, default_value_t = liveness::Mode::Auto)]
+    pub liveness: liveness::Mode,
+    /// Also clean the directory if every writer in it is dead (what the server does at
+    /// start).
+    #[arg(long = "wipe-stale")]
+    pub wipe_stale: bool,
+    /// Free bytes the volume must keep after compaction writes.
+    #[arg(id = "compact_min_free", long = "compaction.min-free-bytes", value_name = "BYTES", default_value_t = 4 << 20)]
+    pub min_free_bytes: u64,
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Toggle {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// Flags of the hidden `demo-worker` subcommand.
@@ -191,6 +259,10 @@ pub struct RenderArgs {
     /// lowercase variable prometheus_multiproc_dir.
     #[arg(long = "dir", env = DIR_ENV, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Where evidence that a worker is dead comes from; live-mode gauges of dead
+    /// workers are left out. Nothing is ever written.
+    #[arg(id = "render_liveness", long = "liveness", value_enum, default_value_t = liveness::Mode::None)]
+    pub liveness: liveness::Mode,
     /// Exposition format to print.
     #[arg(id = "render_format", long = "format", value_name = "FORMAT", value_enum, default_value_t = FormatArg::Text)]
     pub format: FormatArg,

@@ -17,7 +17,9 @@
 //!   number spelling.
 //! - [`serve`]: HTTP: content negotiation, single-flight merges, graceful shutdown.
 //!
-//! Beside them: [`selfmetrics`] declares the sidecar's own metrics, [`demo`] runs a
+//! Beside them: [`liveness`] proves which writers are dead, [`compact`] folds their
+//! files into archives and cleans stale directories, [`watch`] reports files appearing
+//! and vanishing, [`selfmetrics`] declares the sidecar's own metrics, [`demo`] runs a
 //! simulated worker pool, [`collect`] drives one pass of the pipeline over a directory and keeps
 //! the incremental state between passes; [`config`] reads flags and environment;
 //! [`write`](mod@write) produces files in prometheus_client's
@@ -26,9 +28,11 @@
 #![deny(unsafe_code)]
 
 pub mod collect;
+pub mod compact;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod liveness;
 pub mod merge;
 pub mod model;
 pub mod parse;
@@ -37,4 +41,5 @@ pub mod render;
 pub mod scan;
 pub mod selfmetrics;
 pub mod serve;
+pub mod watch;
 pub mod write;

@@ -3,7 +3,10 @@
 use anyhow::Context;
 use clap::Parser;
 use multiproc_exporter::collect::Collector;
-use multiproc_exporter::config::{self, Cli, Command, LogArgs, LogFormat, RenderArgs, ServeArgs};
+use multiproc_exporter::compact::{Lifecycle, Settings};
+use multiproc_exporter::config::{
+    self, Cli, Command, CompactArgs, LogArgs, LogFormat, RenderArgs, ServeArgs, Toggle,
+};
 use multiproc_exporter::serve::{self, ServeConfig};
 use multiproc_exporter::{demo, render};
 use std::io::{IsTerminal, Write};
@@ -23,6 +26,7 @@ fn main() -> ExitCode {
         .map(|()| ExitCode::SUCCESS)
         .with_context(|| format!("demo worker writing to {}", args.dir.display())),
         Some(Command::Serve(args)) => serve_main(args),
+        Some(Command::Compact(args)) => compact_once(args),
         None => serve_main(cli.serve),
     };
     result.unwrap_or_else(|err| {
@@ -89,6 +93,12 @@ fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_connections: args.max_connections,
             header_timeout: args.header_timeout,
             shutdown_timeout: args.shutdown_timeout,
+            dir_poll: args.lifecycle_interval,
+            lifecycle: Settings {
+                liveness: args.liveness,
+                compaction: args.compaction == Toggle::On,
+                min_free_bytes: args.min_free_bytes,
+            },
             ..ServeConfig::new(dir)
         };
         serve::run(config, listener, shutdown_signal())
@@ -130,6 +140,46 @@ async fn shutdown_signal() {
     }
 }
 
+/// `compact`: one lifecycle round; prints what it did as `key=value` pairs.
+fn compact_once(args: CompactArgs) -> anyhow::Result<ExitCode> {
+    let dir = match config::resolve_dir(args.dir) {
+        Ok(dir) => dir,
+        Err(err) => return Ok(usage_error(err)),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "directory {} does not exist or is not a directory",
+            dir.display()
+        );
+    }
+    let mut lifecycle = Lifecycle::new(
+        &dir,
+        Settings {
+            liveness: args.liveness,
+            compaction: true,
+            min_free_bytes: args.min_free_bytes,
+        },
+    );
+    let report = lifecycle
+        .tick(args.wipe_stale)
+        .with_context(|| format!("cannot compact {}", dir.display()))?;
+    if let Some((reason, detail)) = &report.skipped {
+        tracing::warn!(reason, "compaction skipped: {detail}");
+    }
+    println!(
+        "evidence={} alive={} dead={} unknown={} absorbed={} removed={} wiped={} skipped={}",
+        lifecycle.evidence(),
+        report.alive,
+        report.dead,
+        report.unknown,
+        report.absorbed,
+        report.removed,
+        report.wiped,
+        report.skipped.as_ref().map_or("no", |s| s.0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `render`: one pass, exposition on stdout, one warning per bad file on stderr.
 fn render_once(args: RenderArgs) -> anyhow::Result<ExitCode> {
     let dir = match config::resolve_dir(args.dir) {
@@ -137,6 +187,20 @@ fn render_once(args: RenderArgs) -> anyhow::Result<ExitCode> {
         Err(err) => return Ok(usage_error(err)),
     };
     let mut collector = Collector::new(&dir);
+    if args.liveness != multiproc_exporter::liveness::Mode::None {
+        let mut judge = Lifecycle::new(
+            &dir,
+            Settings {
+                liveness: args.liveness,
+                compaction: false,
+                min_free_bytes: 0,
+            },
+        );
+        judge
+            .tick(false)
+            .with_context(|| format!("cannot judge the writers of {}", dir.display()))?;
+        collector.set_dead_pids(judge.dead_pids());
+    }
     let pass = collector
         .collect()
         .with_context(|| format!("cannot render {}", dir.display()))?;

@@ -62,6 +62,17 @@ pub struct FileId {
     pub born: Option<SystemTime>,
 }
 
+impl FileId {
+    /// The identity of the file `meta` describes.
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            born: meta.created().ok(),
+        }
+    }
+}
+
 /// What one read of a file saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
@@ -108,11 +119,7 @@ pub fn read_open(file: &File, limit: u64) -> Result<Snapshot, ReadError> {
         return Err(ReadError::NotRegular);
     }
     let size = meta.len();
-    let id = FileId {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        born: meta.created().ok(),
-    };
+    let id = FileId::of(&meta);
     let mut header = [0u8; HEADER_LEN];
     let got = read_at_most(file, &mut header, 0).map_err(ReadError::Io)?;
     if got < HEADER_LEN {

@@ -5,6 +5,7 @@
 //! (files, series, errors) are taken from that pass; counters are process-wide atomics.
 
 use crate::collect::Pass;
+use crate::compact::Report;
 use crate::merge::{Family, Sample};
 use crate::model::MetricType;
 use crate::parse::index::LabelSet;
@@ -29,6 +30,19 @@ pub struct SelfMetrics {
     response_bytes: AtomicU64,
     durations: Mutex<DurationHistogram>,
     file_errors: Mutex<BTreeMap<&'static str, u64>>,
+    lifecycle: Mutex<LifecycleState>,
+}
+
+#[derive(Debug, Default)]
+struct LifecycleState {
+    mode: &'static str,
+    evidence: &'static str,
+    last: Report,
+    compactions: u64,
+    absorbed: u64,
+    removed: u64,
+    wipes: u64,
+    skipped: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +68,22 @@ impl SelfMetrics {
             for issue in &pass.issues {
                 *errors.entry(issue.reason.as_str()).or_default() += 1;
             }
+        }
+    }
+
+    /// Records a lifecycle tick.
+    pub fn lifecycle(&self, report: &Report, mode: &'static str, evidence: &'static str) {
+        if let Ok(mut l) = self.lifecycle.lock() {
+            l.mode = mode;
+            l.evidence = evidence;
+            l.compactions += u64::from(report.absorbed > 0);
+            l.absorbed += report.absorbed as u64;
+            l.removed += report.removed as u64;
+            l.wipes += u64::from(report.wiped);
+            if let Some((reason, _)) = &report.skipped {
+                *l.skipped.entry(reason).or_default() += 1;
+            }
+            l.last = report.clone();
         }
     }
 
@@ -263,6 +293,72 @@ impl SelfMetrics {
                 })
                 .collect(),
         );
+        if let Ok(l) = self.lifecycle.lock() {
+            if !l.mode.is_empty() {
+                fam(
+                    "multiproc_exporter_liveness_info",
+                    MetricType::Gauge,
+                    "The --liveness mode and the evidence in use (lock, proc, lock+proc, none).",
+                    vec![sample(
+                        "multiproc_exporter_liveness_info",
+                        &[("evidence", l.evidence), ("mode", l.mode)],
+                        1.0,
+                    )],
+                );
+            }
+            fam(
+                "multiproc_exporter_writers",
+                MetricType::Gauge,
+                "Writer pids at the last lifecycle round, by state (unknown counts as alive).",
+                [
+                    ("alive", l.last.alive),
+                    ("dead", l.last.dead),
+                    ("unknown", l.last.unknown),
+                ]
+                .iter()
+                .map(|(st, n)| sample("multiproc_exporter_writers", &[("state", st)], *n as f64))
+                .collect(),
+            );
+            fam(
+                "multiproc_exporter_compactions",
+                MetricType::Counter,
+                "Lifecycle rounds that folded dead writers' files into archives.",
+                vec![c("multiproc_exporter_compactions_total", l.compactions)],
+            );
+            fam(
+                "multiproc_exporter_files_absorbed",
+                MetricType::Counter,
+                "Dead writers' files folded into archives.",
+                vec![c("multiproc_exporter_files_absorbed_total", l.absorbed)],
+            );
+            fam(
+                "multiproc_exporter_files_removed",
+                MetricType::Counter,
+                "Files removed: absorbed files, live gauges of dead writers, stale files.",
+                vec![c("multiproc_exporter_files_removed_total", l.removed)],
+            );
+            fam(
+                "multiproc_exporter_stale_wipes",
+                MetricType::Counter,
+                "Directories cleaned at start because every writer in them was dead.",
+                vec![c("multiproc_exporter_stale_wipes_total", l.wipes)],
+            );
+            fam(
+                "multiproc_exporter_compaction_skipped",
+                MetricType::Counter,
+                "Lifecycle rounds that could not compact, by reason (no_space, no_write_permission, error).",
+                l.skipped
+                    .iter()
+                    .map(|(r, n)| {
+                        sample(
+                            "multiproc_exporter_compaction_skipped_total",
+                            &[("reason", r)],
+                            *n as f64,
+                        )
+                    })
+                    .collect(),
+            );
+        }
         out.extend(process_families());
         out
     }

@@ -96,6 +96,20 @@ impl ExactSum {
     }
 }
 
+impl ExactSum {
+    /// The sum rounded toward +inf: never below the exact sum. Archives store this, so
+    /// folding terms into them can only keep or raise a counter, never lower it.
+    pub fn value_up(&self) -> f64 {
+        let v = self.value();
+        if !v.is_finite() {
+            return v;
+        }
+        let mut rest = self.clone();
+        rest.add(-v);
+        if rest.value() > 0.0 { v.next_up() } else { v }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +121,24 @@ mod tests {
             s.add(v);
         }
         s.value()
+    }
+
+    #[test]
+    fn rounding_up_never_loses() {
+        let mut s = ExactSum::new();
+        for v in [0.1, 0.2] {
+            s.add(v);
+        }
+        // 0.1 + 0.2 = 0.3000000000000000166..., nearest is 0.30000000000000004 (above).
+        assert!(s.value_up() >= s.value());
+        let mut t = ExactSum::new();
+        t.add(1.0);
+        t.add(1e-30);
+        assert_eq!(t.value(), 1.0);
+        assert_eq!(t.value_up(), 1.0f64.next_up());
+        let mut u = ExactSum::new();
+        u.add(3.0);
+        assert_eq!(u.value_up(), 3.0);
     }
 
     #[test]

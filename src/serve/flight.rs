@@ -117,6 +117,11 @@ impl Flight {
         }
     }
 
+    /// The collector, for the lifecycle task, which changes files only while holding it.
+    pub fn collector(&self) -> Arc<Mutex<Collector>> {
+        self.collector.clone()
+    }
+
     /// The directory being served.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir

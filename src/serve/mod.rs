@@ -11,6 +11,7 @@ pub mod negotiate;
 mod routes;
 
 use crate::collect::Collector;
+use crate::compact::Lifecycle;
 use crate::selfmetrics::SelfMetrics;
 use flight::Flight;
 use hyper::server::conn::http1;
@@ -39,8 +40,11 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Bound on the bytes read from one file.
     pub file_limit: u64,
-    /// How often readiness is re-checked while the directory is missing.
+    /// How often readiness is re-checked while the directory is missing, and how often
+    /// the lifecycle (liveness, compaction) runs without a watch event.
     pub dir_poll: Duration,
+    /// Liveness and compaction settings.
+    pub lifecycle: crate::compact::Settings,
 }
 
 impl ServeConfig {
@@ -54,6 +58,11 @@ impl ServeConfig {
             shutdown_timeout: Duration::from_secs(10),
             file_limit: crate::collect::DEFAULT_FILE_LIMIT,
             dir_poll: Duration::from_secs(1),
+            lifecycle: crate::compact::Settings {
+                liveness: crate::liveness::Mode::Auto,
+                compaction: true,
+                min_free_bytes: 4 << 20,
+            },
         }
     }
 }
@@ -83,9 +92,18 @@ pub async fn run(
         metrics,
         config: config.clone(),
     });
+    let lifecycle = Arc::new(std::sync::Mutex::new(Lifecycle::new(
+        &config.dir,
+        config.lifecycle.clone(),
+    )));
+    // Finish a crashed compaction and clean a stale directory before the first scrape.
+    let started = config.dir.is_dir();
+    if started {
+        run_tick(&app, &lifecycle, true).await;
+    }
     let local = listener.local_addr()?;
     tracing::info!(address = %local, dir = %config.dir.display(), path = %config.telemetry_path, "listening");
-    let readiness = tokio::spawn(watch_readiness(app.clone()));
+    let readiness = tokio::spawn(lifecycle_loop(app.clone(), lifecycle, started));
 
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
@@ -134,10 +152,84 @@ pub async fn run(
     Ok(())
 }
 
-/// Until the directory has been read once, tries every `dir_poll` and says why not.
-async fn watch_readiness(app: Arc<App>) {
+/// Runs one lifecycle round with the collector locked, so no merge pass sees it half done.
+async fn run_tick(app: &Arc<App>, lifecycle: &Arc<std::sync::Mutex<Lifecycle>>, at_start: bool) {
+    let collector = app.flight.collector();
+    let lifecycle = lifecycle.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let mut c = collector.lock().unwrap_or_else(|e| e.into_inner());
+        let mut l = lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        let report = l.tick(at_start);
+        c.set_dead_pids(l.dead_pids());
+        (report, l.evidence())
+    })
+    .await;
+    let Ok((report, evidence)) = done else {
+        return;
+    };
+    let mode = app.config.lifecycle.liveness.as_str();
+    match report {
+        Ok(report) => {
+            if report.wiped {
+                tracing::info!(
+                    removed = report.removed,
+                    "every writer in the directory was dead: cleaned the stale directory"
+                );
+            } else if report.absorbed > 0 || report.removed > 0 {
+                tracing::info!(
+                    dead = report.dead,
+                    absorbed = report.absorbed,
+                    removed = report.removed,
+                    "compacted dead writers"
+                );
+            }
+            if let Some((reason, detail)) = &report.skipped {
+                tracing::warn!(reason, "compaction skipped: {detail}");
+            }
+            app.metrics.lifecycle(&report, mode, evidence);
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "lifecycle round failed; will retry");
+            let report = crate::compact::Report {
+                skipped: Some(("error", err.to_string())),
+                ..Default::default()
+            };
+            app.metrics.lifecycle(&report, mode, evidence);
+        }
+    }
+}
+
+/// Runs the lifecycle every `dir_poll` or when the directory changes, and until the
+/// directory has been read once, tries to read it and says why not.
+async fn lifecycle_loop(
+    app: Arc<App>,
+    lifecycle: Arc<std::sync::Mutex<Lifecycle>>,
+    mut started: bool,
+) {
+    let (wake, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = None;
     let mut said_missing = false;
+    let mut logged_mode = false;
     loop {
+        if watcher.is_none() && app.config.dir.is_dir() {
+            watcher = crate::watch::watch(&app.config.dir, wake.clone())
+                .map_err(|e| tracing::debug!(error = %e, "no directory watch; the timer alone drives the lifecycle"))
+                .ok();
+        }
+        if app.config.dir.is_dir() {
+            run_tick(&app, &lifecycle, !started).await;
+            started = true;
+            if !logged_mode {
+                let evidence = lifecycle.lock().map(|l| l.evidence()).unwrap_or("none");
+                tracing::info!(
+                    mode = app.config.lifecycle.liveness.as_str(),
+                    evidence,
+                    compaction = app.config.lifecycle.compaction,
+                    "liveness"
+                );
+                logged_mode = true;
+            }
+        }
         if !app.flight.is_ready() {
             match app.flight.get(std::time::Instant::now()).await {
                 Ok(_) => tracing::info!(dir = %app.config.dir.display(), "directory read; ready"),
@@ -151,6 +243,13 @@ async fn watch_readiness(app: Arc<App>) {
         } else {
             said_missing = false;
         }
-        tokio::time::sleep(app.config.dir_poll).await;
+        tokio::select! {
+            () = tokio::time::sleep(app.config.dir_poll) => {}
+            Some(()) = events.recv() => {
+                // Let a burst of events settle, then handle it in one round.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while events.try_recv().is_ok() {}
+            }
+        }
     }
 }

@@ -35,3 +35,6 @@ mod prometheus;
 
 /// Docs checked against the binary.
 mod docs;
+
+/// Dead workers, compaction, crash safety, pid reuse, stale directories.
+mod lifecycle;

@@ -23,7 +23,8 @@ import os
 import random
 import sys
 
-if len(sys.argv) >= 3 and sys.argv[1] in ("case", "live-workers"):
+if len(sys.argv) >= 3 and sys.argv[1] in ("case", "live-workers", "pool", "churn",
+                                          "locked-worker", "reuse-writer"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[2]
 elif len(sys.argv) >= 3 and sys.argv[1] == "random":
     # Must be present at import so prometheus_client picks multiprocess values;
@@ -596,6 +597,128 @@ def live_workers(d, n):
     sys.stdin.read()  # until the test closes our stdin or kills us
 
 
+def full_mix(k):
+    """Every file kind a worker can have, with values that depend on k."""
+    c = Counter("mix_requests", "Requests.", ["path"], registry=None)
+    c.labels("/a").inc(k + 1)
+    c.labels("/b").inc(0.5)
+    h = Histogram("mix_latency_seconds", "Latency.", ["m"], registry=None, buckets=[0.1, 1, 10])
+    for v in (0.05, 0.5, 5, 50):
+        h.labels("GET").observe(v * (k + 1))
+    Summary("mix_size_bytes", "Size.", registry=None).observe(100 * (k + 1))
+    for mode in MODES:
+        g = Gauge(f"mix_g_{mode}", f"gauge {mode}", registry=None, multiprocess_mode=mode)
+        g.set(k * 10 - 3)
+
+
+def pool(d, n, dead):
+    """n workers with the full mix; the first `dead` exit, the others stay alive until
+    stdin closes. Prints the pids as JSON: {"alive": [...], "dead": [...]}."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = d
+    parent = os.getpid()
+    ready_r, ready_w = os.pipe()
+    pids = []
+    for k in range(n):
+        pid = os.fork()
+        if pid == 0:
+            import time
+            full_mix(k)
+            os.write(ready_w, b"x")
+            if k >= dead:
+                while os.getppid() == parent:
+                    time.sleep(0.1)
+            os._exit(0)
+        pids.append(pid)
+    got = 0
+    while got < n:
+        got += len(os.read(ready_r, n - got))
+    for pid in pids[:dead]:
+        os.waitpid(pid, 0)
+    print(json.dumps({"alive": pids[dead:], "dead": pids[:dead]}), flush=True)
+    sys.stdin.read()
+
+
+def churn(d, total, concurrency):
+    """`total` short-lived workers, at most `concurrency` at a time, forked from this
+    process (prometheus_client already imported). Each records a random number of
+    requests and exits; nobody calls mark_process_dead. Prints the expected totals."""
+    import time
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = d
+    rng = random.Random(7)
+    running = {}
+    expected = {"/a": 0, "/b": 0}
+    observations = 0
+    started = 0
+    while started < total or running:
+        while started < total and len(running) < concurrency:
+            n_a, n_b = rng.randint(0, 5), rng.randint(1, 3)
+            expected["/a"] += n_a
+            expected["/b"] += n_b
+            observations += n_a + n_b
+            pid = os.fork()
+            if pid == 0:
+                c = Counter("churn_requests", "Requests.", ["path"], registry=None)
+                h = Histogram("churn_latency_seconds", "Latency.", registry=None, buckets=[0.1, 1])
+                g = Gauge("churn_in_progress", "In progress.", multiprocess_mode="livesum",
+                          registry=None)
+                g.inc()
+                for path, n in (("/a", n_a), ("/b", n_b)):
+                    for i in range(n):
+                        c.labels(path).inc()
+                        h.observe(i * 0.3)
+                time.sleep(0.005)
+                g.dec()
+                os._exit(0)
+            running[pid] = True
+            started += 1
+        pid, _ = os.wait()
+        running.pop(pid, None)
+    print(json.dumps({"requests": expected, "observations": observations, "workers": total}),
+          flush=True)
+
+
+def locked_worker(d):
+    """A worker that takes its liveness lock the way the shim does (flock under a temp
+    name, renamed into place), records metrics, says "ready" and sleeps until killed."""
+    import fcntl
+    import time
+    pid = os.getpid()
+    tmp = os.path.join(d, f".multiproc-exporter-{pid}.lock.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, json.dumps({"pid": pid}).encode())
+    os.rename(tmp, os.path.join(d, f".multiproc-exporter-{pid}.lock"))
+    full_mix(1)
+    print("ready", pid, flush=True)
+    while True:
+        time.sleep(1)
+
+
+def reuse_writer(d, binary):
+    """In a fresh pid namespace (we are pid 1): resume counter_1.db, add 5, then ask the
+    sidecar, from inside the namespace, whether pid 1's files are dead."""
+    import subprocess
+    Counter("reused", "Requests.", registry=None).inc(5)
+    out = subprocess.run([binary, "compact", "--dir", d, "--liveness", "proc"],
+                         capture_output=True, text=True)
+    print(out.stdout.strip(), flush=True)
+
+
+def reuse_idle(d, binary):
+    """In a fresh pid namespace (we are pid 1) without touching the files: pid 1 exists
+    but started after the files were created and does not map them."""
+    import subprocess
+    out = subprocess.run([binary, "compact", "--dir", d, "--liveness", "proc"],
+                         capture_output=True, text=True)
+    print(out.stdout.strip(), flush=True)
+
+
+def compare_dirs(d1, d2):
+    ref = families_json(Merged(d1).collect())
+    got = families_json(Merged(d2).collect())
+    return compare_families(ref, got, "MultiProcessCollector")
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "random":
@@ -612,6 +735,21 @@ def main():
         with open(sys.argv[2], encoding="utf-8") as f:
             jobs = json.load(f)
         print(json.dumps([check(*job) for job in jobs]))
+    elif cmd == "pool":
+        pool(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "churn":
+        churn(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "locked-worker":
+        locked_worker(sys.argv[2])
+    elif cmd == "reuse-writer":
+        reuse_writer(sys.argv[2], sys.argv[3])
+    elif cmd == "reuse-idle":
+        reuse_idle(sys.argv[2], sys.argv[3])
+    elif cmd == "mark-dead":
+        for pid in sys.argv[3:]:
+            mark_process_dead(int(pid), sys.argv[2])
+    elif cmd == "compare-dirs":
+        print(json.dumps(compare_dirs(sys.argv[2], sys.argv[3])))
     elif cmd == "live-workers":
         live_workers(sys.argv[2], int(sys.argv[3]))
     elif cmd == "reference-text":

@@ -1,0 +1,395 @@
+//! Evidence that the writer of a pid's files is alive or dead.
+//!
+//! A writer counts as dead only on positive evidence; without evidence it is alive and
+//! nothing of it is touched. Two sources, strongest first:
+//!
+//! - **lock**: the shim holds an exclusive `flock` on `.multiproc-exporter-<pid>.lock`
+//!   for the worker's lifetime (created locked under a temporary name and renamed into
+//!   place, so a lock file under its final name is always held by its creator until it
+//!   dies). A successful non-blocking probe proves death. `flock` works across
+//!   containers and pid namespaces because they share the kernel and the inode.
+//! - **proc**: the sidecar shares the writers' pid namespace. `/proc/<pid>` absent (or
+//!   a zombie) proves death. A process under that pid that started after the file was
+//!   created, and does not map it, is a new process that reused the pid: the file's
+//!   writer is dead too. A pid that maps the file is alive whatever its start time
+//!   (prometheus_client resumes an existing file when a new process gets the same pid).
+//!
+//! In a separate pid namespace every pid looks missing, so `auto` uses proc evidence
+//! only after proving the namespace is shared: a pid named by a file maps that very file
+//! (same device and inode), or a lock file records our own pid namespace.
+
+use crate::read::FileId;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Prefix of the per-worker lock files the shim holds.
+pub const LOCK_PREFIX: &str = ".multiproc-exporter-";
+/// Suffix of the per-worker lock files.
+pub const LOCK_SUFFIX: &str = ".lock";
+
+/// How much later than a file's birth a process must have started to be a reuser of
+/// its pid: covers the coarse clocks of file timestamps and process start ticks.
+const REUSE_SLACK: Duration = Duration::from_millis(50);
+
+/// Where liveness evidence may come from (`--liveness`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Lock files where they exist; /proc once the pid namespace is proven shared.
+    Auto,
+    /// Only the shim's lock files.
+    Lock,
+    /// Only /proc; asserts that the sidecar shares the writers' pid namespace.
+    Proc,
+    /// Never declare a writer dead (only observe mark_process_dead deletions).
+    None,
+}
+
+impl Mode {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Lock => "lock",
+            Mode::Proc => "proc",
+            Mode::None => "none",
+        }
+    }
+}
+
+/// Why a writer is known to be dead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// Its lock file is no longer held.
+    LockReleased,
+    /// No process (or only a zombie) has its pid.
+    ProcessGone,
+    /// The process with its pid started after the file was created and does not map it.
+    PidReused,
+}
+
+/// The judgement on one pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Evidence of life (a held lock, a process mapping the file).
+    Alive,
+    /// Evidence of death.
+    Dead(Evidence),
+    /// No evidence either way: treated as alive.
+    Unknown,
+}
+
+/// The path of the lock file of `pid`.
+pub fn lock_path(dir: &Path, pid: &str) -> PathBuf {
+    dir.join(format!("{LOCK_PREFIX}{pid}{LOCK_SUFFIX}"))
+}
+
+/// The pid of a lock file name, if it is one.
+pub fn lock_pid(name: &str) -> Option<&str> {
+    let pid = name.strip_prefix(LOCK_PREFIX)?.strip_suffix(LOCK_SUFFIX)?;
+    (!pid.is_empty() && !pid.contains('.')).then_some(pid)
+}
+
+/// The state of a lock file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockState {
+    /// Someone holds it: the worker lives.
+    Held,
+    /// Nobody holds it: the worker is gone.
+    Released,
+    /// There is no lock file (or it cannot be probed).
+    Absent,
+}
+
+/// Probes the lock of `pid` without blocking and without keeping it.
+pub fn probe_lock(dir: &Path, pid: &str) -> LockState {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(lock_path(dir, pid));
+    let Ok(file) = file else {
+        return LockState::Absent;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            LockState::Released
+        }
+        Err(std::fs::TryLockError::WouldBlock) => LockState::Held,
+        Err(std::fs::TryLockError::Error(_)) => LockState::Absent,
+    }
+}
+
+/// Whether the lock file of `pid` records the pid namespace we are in.
+fn lock_in_our_namespace(dir: &Path, pid: &str) -> bool {
+    let (Ok(text), Some(ours)) = (
+        std::fs::read_to_string(lock_path(dir, pid)),
+        own_pid_namespace(),
+    ) else {
+        return false;
+    };
+    text.split(|c: char| c == ',' || c == '{' || c == '}' || c == '\n')
+        .filter_map(|kv| kv.split_once(':'))
+        .any(|(k, v)| {
+            k.trim().trim_matches('"') == "pidns" && v.trim().trim_matches('"') == ours.to_string()
+        })
+}
+
+/// The inode of our pid namespace (`/proc/self/ns/pid` reads `pid:[N]`).
+pub fn own_pid_namespace() -> Option<u64> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let s = link.to_str()?;
+    s.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// One pid's file, as liveness needs it.
+#[derive(Clone, Debug)]
+pub struct PidFile {
+    /// Base name.
+    pub name: String,
+    /// Identity, with birth time.
+    pub id: FileId,
+}
+
+/// Judges pids with the evidence `mode` allows.
+#[derive(Debug)]
+pub struct Liveness {
+    mode: Mode,
+    namespace_proven: bool,
+}
+
+impl Liveness {
+    /// A judge for `mode`.
+    pub fn new(mode: Mode) -> Liveness {
+        Liveness {
+            mode,
+            namespace_proven: mode == Mode::Proc,
+        }
+    }
+
+    /// The configured mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Whether /proc evidence is in use.
+    pub fn uses_proc(&self) -> bool {
+        self.namespace_proven && matches!(self.mode, Mode::Auto | Mode::Proc)
+    }
+
+    /// What evidence is in use, for logs and the liveness-mode self-metric.
+    pub fn describe(&self) -> &'static str {
+        match (self.mode, self.uses_proc()) {
+            (Mode::None, _) => "none",
+            (Mode::Lock, _) => "lock",
+            (Mode::Proc, _) => "proc",
+            (Mode::Auto, true) => "lock+proc",
+            (Mode::Auto, false) => "lock",
+        }
+    }
+
+    /// In `auto` mode, tries to prove that we share the writers' pid namespace; returns
+    /// whether it is proven (now or before).
+    pub fn prove_namespace(&mut self, dir: &Path, pids: &[(&str, &[PidFile])]) -> bool {
+        if self.namespace_proven || self.mode != Mode::Auto {
+            return self.namespace_proven;
+        }
+        for (pid, files) in pids {
+            let proven = lock_in_our_namespace(dir, pid)
+                || pid_number(pid).is_some_and(|p| maps_any(p, files) == Some(true));
+            if proven {
+                tracing::info!(
+                    pid,
+                    "pid namespace shared with the writers: /proc evidence in use"
+                );
+                self.namespace_proven = true;
+                break;
+            }
+        }
+        self.namespace_proven
+    }
+
+    /// Judges the writer of `pid`, whose files are `files`.
+    pub fn judge(&self, dir: &Path, pid: &str, files: &[PidFile]) -> Verdict {
+        if self.mode == Mode::None {
+            return Verdict::Unknown;
+        }
+        if matches!(self.mode, Mode::Auto | Mode::Lock) {
+            match probe_lock(dir, pid) {
+                LockState::Held => return Verdict::Alive,
+                LockState::Released => return Verdict::Dead(Evidence::LockReleased),
+                LockState::Absent => {}
+            }
+        }
+        if self.uses_proc() {
+            return proc_verdict(pid, files);
+        }
+        Verdict::Unknown
+    }
+}
+
+fn pid_number(pid: &str) -> Option<u32> {
+    pid.parse::<u32>().ok().filter(|&p| p > 0)
+}
+
+/// The /proc verdict on `pid` for its `files`.
+fn proc_verdict(pid: &str, files: &[PidFile]) -> Verdict {
+    let Some(p) = pid_number(pid) else {
+        return Verdict::Unknown;
+    };
+    let stat = match std::fs::read_to_string(format!("/proc/{p}/stat")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Verdict::Dead(Evidence::ProcessGone);
+        }
+        Err(_) => return Verdict::Unknown,
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    if matches!(fields.first(), Some(&"Z" | &"X")) {
+        return Verdict::Dead(Evidence::ProcessGone);
+    }
+    match maps_any(p, files) {
+        Some(true) => return Verdict::Alive,
+        Some(false) => {}
+        None => return Verdict::Unknown,
+    }
+    let started = fields
+        .get(19)
+        .and_then(|t| t.parse::<u64>().ok())
+        .and_then(start_time);
+    let born = files.iter().filter_map(|f| f.id.born).min();
+    match (started, born) {
+        (Some(started), Some(born)) if started > born + REUSE_SLACK => {
+            Verdict::Dead(Evidence::PidReused)
+        }
+        _ => Verdict::Alive,
+    }
+}
+
+/// Whether process `p` maps one of `files` (by inode, and device or name); `None` when
+/// its maps cannot be read.
+pub fn maps_any(p: u32, files: &[PidFile]) -> Option<bool> {
+    let maps = std::fs::read_to_string(format!("/proc/{p}/maps")).ok()?;
+    Some(maps.lines().any(|line| {
+        let mut parts = line.split_whitespace();
+        let (Some(_), Some(_), Some(_), Some(dev), Some(ino)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return false;
+        };
+        let Ok(ino) = ino.parse::<u64>() else {
+            return false;
+        };
+        let path = parts.next().unwrap_or("");
+        files.iter().any(|f| {
+            f.id.ino == ino
+                && (dev_matches(dev, f.id.dev) || path.rsplit('/').next() == Some(f.name.as_str()))
+        })
+    }))
+}
+
+fn dev_matches(maps_dev: &str, st_dev: u64) -> bool {
+    let Some((maj, min)) = maps_dev.split_once(':') else {
+        return false;
+    };
+    let (Ok(maj), Ok(min)) = (u64::from_str_radix(maj, 16), u64::from_str_radix(min, 16)) else {
+        return false;
+    };
+    nix::sys::stat::major(st_dev) == maj && nix::sys::stat::minor(st_dev) == min
+}
+
+/// Wall-clock start time of a process from its start in clock ticks after boot.
+fn start_time(ticks: u64) -> Option<SystemTime> {
+    let boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let since_boot = Duration::new(boot.tv_sec() as u64, boot.tv_nsec() as u32);
+    let booted = SystemTime::now().checked_sub(since_boot)?;
+    booted.checked_add(Duration::from_millis(ticks * 10))
+}
+
+/// Opens a file for probing; kept for symmetry with the reader's flags.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Seconds since the epoch of a time, for logs.
+pub fn epoch_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own_files(dir: &Path) -> Vec<PidFile> {
+        let path = dir.join("counter_1.db");
+        std::fs::write(&path, b"x").unwrap();
+        let snap = crate::read::read_file(&path, 8).unwrap();
+        vec![PidFile {
+            name: "counter_1.db".into(),
+            id: snap.id,
+        }]
+    }
+
+    #[test]
+    fn lock_names() {
+        assert_eq!(lock_pid(".multiproc-exporter-123.lock"), Some("123"));
+        assert_eq!(lock_pid(".multiproc-exporter-.lock"), None);
+        assert_eq!(lock_pid("counter_1.db"), None);
+    }
+
+    #[test]
+    fn lock_probe_sees_holders() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(probe_lock(dir.path(), "7"), LockState::Absent);
+        let f = File::create(lock_path(dir.path(), "7")).unwrap();
+        f.lock().unwrap();
+        // flock locks belong to the open file description: a second open conflicts.
+        assert_eq!(probe_lock(dir.path(), "7"), LockState::Held);
+        drop(f);
+        assert_eq!(probe_lock(dir.path(), "7"), LockState::Released);
+    }
+
+    #[test]
+    fn proc_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = own_files(dir.path());
+        // A pid that cannot exist.
+        assert_eq!(
+            proc_verdict("4194304999", &files),
+            Verdict::Dead(Evidence::ProcessGone)
+        );
+        assert_eq!(proc_verdict("not-a-pid", &files), Verdict::Unknown);
+        // Our own process started before the file was created and is alive.
+        let me = std::process::id().to_string();
+        assert_eq!(proc_verdict(&me, &files), Verdict::Alive);
+        // A process started after the file was created, not mapping it: reuse.
+        std::thread::sleep(Duration::from_millis(120));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let verdict = proc_verdict(&child.id().to_string(), &files);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(verdict, Verdict::Dead(Evidence::PidReused));
+        assert_eq!(
+            proc_verdict(&child.id().to_string(), &files),
+            Verdict::Dead(Evidence::ProcessGone)
+        );
+    }
+}
