@@ -23,7 +23,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// Prefix of the per-worker lock files the shim holds.
 pub const LOCK_PREFIX: &str = ".multiproc-exporter-";
@@ -130,7 +130,7 @@ fn lock_in_our_namespace(dir: &Path, pid: &str) -> bool {
     ) else {
         return false;
     };
-    text.split(|c: char| c == ',' || c == '{' || c == '}' || c == '\n')
+    text.split([',', '{', '}', '\n'])
         .filter_map(|kv| kv.split_once(':'))
         .any(|(k, v)| {
             k.trim().trim_matches('"') == "pidns" && v.trim().trim_matches('"') == ours.to_string()
@@ -316,18 +316,12 @@ fn start_time(ticks: u64) -> Option<SystemTime> {
     booted.checked_add(Duration::from_millis(ticks * 10))
 }
 
-/// Opens a file for probing; kept for symmetry with the reader's flags.
+/// Opens a file without following a symlink (lock files are ours to judge, not links').
 pub fn open_nofollow(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-}
-
-/// Seconds since the epoch of a time, for logs.
-pub fn epoch_secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]

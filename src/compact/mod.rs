@@ -215,8 +215,7 @@ impl Lifecycle {
             }
         }
         archive::sync_dir(&self.dir)?;
-        let mut done = 0;
-        for (archive, (kind, files)) in &pending {
+        for (done, (archive, (kind, files))) in pending.iter().enumerate() {
             if let Err(err) = archive::absorb(&self.dir, archive, kind, files) {
                 // Put every file not yet absorbed back under its name, so every reader
                 // counts it again; the next round retries.
@@ -232,7 +231,6 @@ impl Lifecycle {
                 report.skipped = Some(("error", format!("cannot write {archive}: {err}")));
                 return Ok(report);
             }
-            done += 1;
             report.absorbed += files.len();
             report.removed += files.len();
         }
@@ -358,7 +356,7 @@ fn preflight(
     }
     match nix::sys::statvfs::statvfs(dir) {
         Ok(st) => {
-            let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+            let free = st.blocks_available() * st.fragment_size();
             if free < need + min_free {
                 return Some((
                     "no_space",

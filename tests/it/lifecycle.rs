@@ -702,3 +702,47 @@ fn stale_directory_is_cleaned_at_start_and_files_come_and_go() {
     std::fs::remove_file(dir.join("counter_77.db")).unwrap();
     assert_eq!(value(&s.get("/metrics", &[]).text(), "fresh_total"), None);
 }
+
+#[test]
+fn auto_uses_proc_only_after_proving_a_shared_pid_namespace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mp");
+    std::fs::create_dir(&dir).unwrap();
+    let pool = Running::start(&["pool", dir.to_str().unwrap(), "4", "2"]);
+    let (_, dead) = pool.pids();
+    let before = all_names(&dir);
+    // In its own pid namespace every writer pid looks missing: no proof, no deletion.
+    let out = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            BIN,
+            "compact",
+            "--liveness",
+            "auto",
+            "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "unshare (needs root): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("evidence=lock") && text.contains("dead=0") && text.contains("absorbed=0"),
+        "{text}"
+    );
+    assert_eq!(all_names(&dir), before);
+    // In the writers' namespace, a live worker maps its own file: proven, proc in use.
+    let (status, text) = compact(&dir, "auto", &[]);
+    assert!(status.success());
+    assert!(
+        text.contains("evidence=lock+proc") && text.contains(&format!("dead={}", dead.len())),
+        "{text}"
+    );
+    drop(pool);
+}
