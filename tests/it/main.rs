@@ -36,5 +36,11 @@ mod prometheus;
 /// Docs checked against the binary.
 mod docs;
 
-/// Dead workers, compaction, crash safety, pid reuse, stale directories.
+/// Dead workers, compaction, pid reuse, stale directories.
 mod lifecycle;
+
+/// Crash safety of compaction.
+mod crash;
+
+/// Helpers of the lifecycle and crash tests.
+mod pool;
