@@ -44,3 +44,9 @@ mod crash;
 
 /// Helpers of the lifecycle and crash tests.
 mod pool;
+
+/// The Python shim.
+mod shim;
+
+/// Real Gunicorn and uWSGI pools with the shim and the sidecar.
+mod pools;

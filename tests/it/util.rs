@@ -19,7 +19,18 @@ pub fn python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {
         let requirements = repo().join("tests/py/requirements.txt");
-        let pins = fs::read_to_string(&requirements).expect("read tests/py/requirements.txt");
+        let mut pins = fs::read_to_string(&requirements).expect("read tests/py/requirements.txt");
+        // The shim is installed too; its sources are part of the stamp, so a change
+        // reinstalls it.
+        let shim = repo().join("shim/python");
+        for f in [
+            "pyproject.toml",
+            "multiproc_exporter/__init__.py",
+            "multiproc_exporter/gunicorn.py",
+            "multiproc_exporter/uwsgi.py",
+        ] {
+            pins.push_str(&fs::read_to_string(shim.join(f)).unwrap_or_default());
+        }
         let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pyenv");
         fs::create_dir_all(venv.parent().unwrap()).unwrap();
         let lock = File::create(venv.with_extension("lock")).expect("create the venv lock");
@@ -44,7 +55,21 @@ pub fn python() -> &'static Path {
                         "-r",
                     ])
                     .arg(&requirements),
-                "install the pinned prometheus_client",
+                "install the pinned prometheus_client, pytest, gunicorn and uwsgi",
+            );
+            run_ok(
+                Command::new(&py)
+                    .args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        "--no-deps",
+                        "--force-reinstall",
+                    ])
+                    .arg(&shim),
+                "install the shim from shim/python",
             );
             fs::write(&stamp, &pins).unwrap();
         }
@@ -188,8 +213,15 @@ impl Server {
     /// Starts the binary with `args` (plus a port-0 listen address) and waits until it
     /// listens.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with(&[BIN], args)
+    }
+
+    /// Starts the binary through a wrapper (`prefix` ends with the binary), e.g.
+    /// `unshare --pid --fork --mount-proc --kill-child BIN`.
+    pub fn start_with(prefix: &[&str], args: &[&str]) -> Server {
         use std::io::BufRead;
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(prefix[0])
+            .args(&prefix[1..])
             .args(args)
             .args(["--web.listen-address", "127.0.0.1:0"])
             .env_remove("PROMETHEUS_MULTIPROC_DIR")

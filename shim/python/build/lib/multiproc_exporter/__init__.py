@@ -1,0 +1,166 @@
+"""Worker-side companion of the multiproc-exporter sidecar.
+
+prometheus_client's multiprocess mode writes one set of files per worker process into
+PROMETHEUS_MULTIPROC_DIR. The sidecar merges them; this module gives it what a plain
+application cannot:
+
+* prepare_directory(): create the directory, set the environment variable before
+  prometheus_client is imported, and wipe the files of an earlier run, under the same
+  directory lock the sidecar takes, so a restarted pool shows no phantom series;
+* hold_worker_lock(): in each worker, hold an exclusive flock on a per-worker lock file
+  for the worker's lifetime. The kernel releases it when the worker dies, however it
+  dies, so the sidecar's non-blocking probe proves death, across containers and pid
+  namespaces;
+* mark_dead(pid): what a supervisor calls when a worker exits (prometheus_client's
+  mark_process_dead).
+
+Only the standard library is used; prometheus_client is imported lazily.
+"""
+
+import errno
+import fcntl
+import json
+import os
+import time
+
+__all__ = ["DIR_ENV", "directory", "prepare_directory", "hold_worker_lock", "mark_dead",
+           "lock_path"]
+
+DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LEGACY_DIR_ENV = "prometheus_multiproc_dir"
+DIR_LOCK = ".multiproc-exporter.lock"
+LOCK_PREFIX = ".multiproc-exporter-"
+LOCK_SUFFIX = ".lock"
+KINDS = ("counter", "gauge", "histogram", "summary", "unknown", "untyped")
+OUR_HIDDEN = (".mpe-absorbing.", ".mpe-tmp.")
+
+_held = {}
+
+
+def directory(path=None):
+    """The multiprocess directory: `path`, or the environment variables prometheus_client
+    reads (the upper-case one first)."""
+    path = path or os.environ.get(DIR_ENV) or os.environ.get(LEGACY_DIR_ENV)
+    if not path:
+        raise RuntimeError(f"set {DIR_ENV} or pass the directory")
+    return path
+
+
+def lock_path(pid, path=None):
+    """The liveness lock file of worker `pid`."""
+    return os.path.join(directory(path), f"{LOCK_PREFIX}{pid}{LOCK_SUFFIX}")
+
+
+def _ours(name, path):
+    """Whether `name` in the directory is a file this project may delete: names of the
+    prometheus_client file grammar, the sidecar's hidden files, and lock files that
+    nobody holds (workers of an earlier run)."""
+    if name.endswith(".db") and not name.startswith("."):
+        return name.split("_", 1)[0] in KINDS
+    if name.startswith(OUR_HIDDEN):
+        return True
+    if name.startswith(LOCK_PREFIX) and (name.endswith(LOCK_SUFFIX) or ".lock.tmp" in name):
+        return _released(os.path.join(path, name))
+    return False
+
+
+def _released(lock_file):
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    finally:
+        os.close(fd)
+
+
+class _DirectoryLock:
+    """The directory lock the sidecar also takes around its compactions."""
+
+    def __init__(self, path):
+        self.path = os.path.join(path, DIR_LOCK)
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+def prepare_directory(path=None, wipe=True):
+    """Creates the directory, exports it in PROMETHEUS_MULTIPROC_DIR (call this before
+    prometheus_client is imported: it picks multiprocess mode at import), and with
+    `wipe` removes the files of an earlier run. Returns the directory and the number of
+    files removed.
+
+    Call it once per run, in the supervisor, before any worker starts. It never
+    recurses, never follows a symlink and leaves names it does not own alone."""
+    path = directory(path)
+    os.makedirs(path, exist_ok=True)
+    os.environ[DIR_ENV] = path
+    removed = 0
+    if wipe:
+        with _DirectoryLock(path):
+            for entry in os.scandir(path):
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if _ours(entry.name, path):
+                    try:
+                        os.unlink(entry.path)
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+    return path, removed
+
+
+def _pid_namespace():
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _start_ticks():
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def hold_worker_lock(path=None, pid=None):
+    """In a worker: takes its liveness lock and keeps it until the process ends.
+
+    The file is created and locked under a temporary name, then renamed into place, so a
+    lock file under its final name is always held by its creator until it dies. Its
+    content (JSON) tells the sidecar the pid, the pid namespace and the start time."""
+    path = directory(path)
+    pid = pid or os.getpid()
+    if _held.get("pid") == pid:
+        return _held["path"]
+    final = lock_path(pid, path)
+    tmp = f"{final}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    record = {"pid": pid, "pidns": _pid_namespace(), "start_ticks": _start_ticks(),
+              "created": time.time()}
+    os.write(fd, json.dumps(record).encode("ascii"))
+    os.rename(tmp, final)
+    _held.clear()
+    _held.update(pid=pid, fd=fd, path=final)
+    return final
+
+
+def mark_dead(pid, path=None):
+    """What a supervisor calls when worker `pid` exits: removes its live-mode gauge files
+    (prometheus_client's mark_process_dead). The sidecar folds the rest into archives."""
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(pid, directory(path))
