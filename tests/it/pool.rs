@@ -1,5 +1,6 @@
 //! Helpers of the lifecycle tests: worker pools, directory listings and copies.
 
+pub use crate::util::db_files;
 use crate::util::{BIN, python, render, samples};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -71,16 +72,6 @@ pub fn compact(
         out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
-}
-
-pub fn db_files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".db") && !n.starts_with('.'))
-        .collect();
-    v.sort();
-    v
 }
 
 /// Every name in the directory except the directory lock (created by the first round).

@@ -1,31 +1,14 @@
 //! End to end: real Gunicorn and uWSGI pools with the shim, recycling their workers
 //! under load, and the sidecar beside them (loopback only, ports chosen at run time).
 
-use crate::util::{BIN, Server, python, try_request, value};
+use crate::util::{BIN, Reaped, Server, db_files, free_port, python, try_request, value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn venv_bin(name: &str) -> PathBuf {
     python().parent().unwrap().join(name)
@@ -38,7 +21,7 @@ enum Kind {
 
 /// Starts the pool with its example configuration; returns it and the number of probe
 /// requests it answered while starting.
-fn start_pool(kind: &Kind, dir: &Path, port: u16) -> (Proc, u64) {
+fn start_pool(kind: &Kind, dir: &Path, port: u16) -> (Reaped, u64) {
     let examples = Path::new(REPO).join("shim/examples");
     let mut cmd = match kind {
         Kind::Gunicorn => {
@@ -79,7 +62,7 @@ fn start_pool(kind: &Kind, dir: &Path, port: u16) -> (Proc, u64) {
         )
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let pool = Proc(cmd.spawn().unwrap());
+    let pool = Reaped(cmd.spawn().unwrap());
     let url = format!("http://127.0.0.1:{port}/probe");
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut probes = 0;
@@ -94,11 +77,14 @@ fn start_pool(kind: &Kind, dir: &Path, port: u16) -> (Proc, u64) {
     (pool, probes)
 }
 
-/// Sends `n` requests; returns how many were answered with 200.
-fn load(port: u16, n: usize) -> u64 {
+/// Sends `n` requests, `pace` apart; returns how many were answered with 200.
+fn load(port: u16, n: usize, pace: Duration) -> u64 {
     let url = format!("http://127.0.0.1:{port}/load");
     (0..n)
-        .filter(|_| try_request("GET", &url, &[]).is_ok_and(|r| r.status == 200))
+        .filter(|_| {
+            std::thread::sleep(pace);
+            try_request("GET", &url, &[]).is_ok_and(|r| r.status == 200)
+        })
         .count() as u64
 }
 
@@ -144,16 +130,6 @@ fn decreases(seen: &[f64]) -> usize {
     seen.windows(2).filter(|w| w[1] < w[0]).count()
 }
 
-fn db_files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".db") && !n.starts_with('.'))
-        .collect();
-    v.sort();
-    v
-}
-
 fn label_values(text: &str, name: &str, label: &str) -> Vec<String> {
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
@@ -181,7 +157,13 @@ fn recycling_pool_under_load(kind: Kind, sidecar: Server, dir: &Path, requests: 
     let port = free_port();
     let (pool, probes) = start_pool(&kind, dir, port);
     let scraper = Scraper::start(&sidecar);
-    let answered = load(port, requests);
+    // uWSGI recycles a worker only once it has lived min-worker-lifetime (1 s in the
+    // example): spread its load over several seconds.
+    let pace = match kind {
+        Kind::Gunicorn => Duration::ZERO,
+        Kind::Uwsgi => Duration::from_millis(15),
+    };
+    let answered = load(port, requests, pace);
     let seen = scraper.finish();
     assert!(
         answered as usize >= requests * 9 / 10,
@@ -310,7 +292,7 @@ fn gunicorn_master_restart_leaves_no_phantoms_and_resets_once() {
     let scraper = Scraper::start(&sidecar);
     let port = free_port();
     let (first, _) = start_pool(&Kind::Gunicorn, &dir, port);
-    let run1 = load(port, 120);
+    let run1 = load(port, 120, Duration::ZERO);
     let old_pids = label_values(
         &sidecar.get("/metrics", &[]).text(),
         "app_worker_start_time_seconds",
@@ -327,7 +309,7 @@ fn gunicorn_master_restart_leaves_no_phantoms_and_resets_once() {
     std::thread::sleep(Duration::from_millis(700));
     let port = free_port();
     let (_second, _) = start_pool(&Kind::Gunicorn, &dir, port);
-    let run2 = load(port, 120);
+    let run2 = load(port, 120, Duration::ZERO);
     std::thread::sleep(Duration::from_millis(700));
     let seen = scraper.finish();
     let text = sidecar.get("/metrics", &[]).text();

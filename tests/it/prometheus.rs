@@ -3,27 +3,10 @@
 //! merged values. Ignored by a plain `cargo test`; `.ci/run` installs the package and
 //! runs `cargo test -- --ignored`.
 
-use crate::util::{Server, python, try_request};
+use crate::util::{Reaped, Server, free_port, python, try_request};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn query(port: u16, q: &str) -> Option<f64> {
     let enc: String = q

@@ -383,3 +383,33 @@ pub fn app_lines(text: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// A loopback port that was free a moment ago (for servers that cannot report theirs).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed and reaped when dropped.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `*.db` names a prometheus_client reader would merge, sorted.
+pub fn db_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".db") && !n.starts_with('.'))
+        .collect();
+    v.sort();
+    v
+}

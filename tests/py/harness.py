@@ -694,20 +694,14 @@ def locked_worker(d):
         time.sleep(1)
 
 
-def reuse_writer(d, binary):
-    """In a fresh pid namespace (we are pid 1): resume counter_1.db, add 5, then ask the
-    sidecar, from inside the namespace, whether pid 1's files are dead."""
+def reuse(d, binary, write):
+    """In a fresh pid namespace (we are pid 1): with `write`, resume counter_1.db and add
+    5 (a new process that reuses the pid of the file's writer); without, leave the files
+    alone (pid 1 exists, started after the files were created, and does not map them).
+    Then ask the sidecar, from inside the namespace, what it makes of pid 1."""
     import subprocess
-    Counter("reused", "Requests.", registry=None).inc(5)
-    out = subprocess.run([binary, "compact", "--dir", d, "--liveness", "proc"],
-                         capture_output=True, text=True)
-    print(out.stdout.strip(), flush=True)
-
-
-def reuse_idle(d, binary):
-    """In a fresh pid namespace (we are pid 1) without touching the files: pid 1 exists
-    but started after the files were created and does not map them."""
-    import subprocess
+    if write:
+        Counter("reused", "Requests.", registry=None).inc(5)
     out = subprocess.run([binary, "compact", "--dir", d, "--liveness", "proc"],
                          capture_output=True, text=True)
     print(out.stdout.strip(), flush=True)
@@ -741,10 +735,8 @@ def main():
         churn(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "locked-worker":
         locked_worker(sys.argv[2])
-    elif cmd == "reuse-writer":
-        reuse_writer(sys.argv[2], sys.argv[3])
-    elif cmd == "reuse-idle":
-        reuse_idle(sys.argv[2], sys.argv[3])
+    elif cmd in ("reuse-writer", "reuse-idle"):
+        reuse(sys.argv[2], sys.argv[3], cmd == "reuse-writer")
     elif cmd == "mark-dead":
         for pid in sys.argv[3:]:
             mark_process_dead(int(pid), sys.argv[2])
