@@ -61,7 +61,7 @@ fn start_pool(kind: &Kind, dir: &Path, port: u16) -> (Reaped, u64) {
             ),
         )
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(dir.with_extension("pool.log")).unwrap());
     let pool = Reaped(cmd.spawn().unwrap());
     let url = format!("http://127.0.0.1:{port}/probe");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -77,15 +77,25 @@ fn start_pool(kind: &Kind, dir: &Path, port: u16) -> (Reaped, u64) {
     (pool, probes)
 }
 
-/// Sends `n` requests, `pace` apart; returns how many were answered with 200.
-fn load(port: u16, n: usize, pace: Duration) -> u64 {
+/// Sends `n` requests, `pace` apart; returns how many were answered with 200, and the
+/// first failure.
+fn load(port: u16, n: usize, pace: Duration) -> (u64, Option<String>) {
     let url = format!("http://127.0.0.1:{port}/load");
-    (0..n)
-        .filter(|_| {
-            std::thread::sleep(pace);
-            try_request("GET", &url, &[]).is_ok_and(|r| r.status == 200)
-        })
-        .count() as u64
+    let mut answered = 0;
+    let mut first_failure = None;
+    for _ in 0..n {
+        std::thread::sleep(pace);
+        match try_request("GET", &url, &[]) {
+            Ok(r) if r.status == 200 => answered += 1,
+            Ok(r) => {
+                first_failure.get_or_insert(format!("status {}", r.status));
+            }
+            Err(e) => {
+                first_failure.get_or_insert(e.to_string());
+            }
+        }
+    }
+    (answered, first_failure)
 }
 
 /// Scrapes the sidecar in the background, recording the request counter each time.
@@ -163,11 +173,14 @@ fn recycling_pool_under_load(kind: Kind, sidecar: Server, dir: &Path, requests: 
         Kind::Gunicorn => Duration::ZERO,
         Kind::Uwsgi => Duration::from_millis(15),
     };
-    let answered = load(port, requests, pace);
+    let (answered, failure) = load(port, requests, pace);
     let seen = scraper.finish();
+    let pool_log = std::fs::read_to_string(dir.with_extension("pool.log")).unwrap_or_default();
+    let tail: Vec<&str> = pool_log.lines().rev().take(25).collect();
     assert!(
         answered as usize >= requests * 9 / 10,
-        "only {answered} of {requests} answered"
+        "only {answered} of {requests} answered; first failure: {failure:?}\npool log (last lines first):\n{}",
+        tail.join("\n")
     );
     assert_eq!(
         decreases(&seen),
@@ -292,7 +305,7 @@ fn gunicorn_master_restart_leaves_no_phantoms_and_resets_once() {
     let scraper = Scraper::start(&sidecar);
     let port = free_port();
     let (first, _) = start_pool(&Kind::Gunicorn, &dir, port);
-    let run1 = load(port, 120, Duration::ZERO);
+    let (run1, _) = load(port, 120, Duration::ZERO);
     let old_pids = label_values(
         &sidecar.get("/metrics", &[]).text(),
         "app_worker_start_time_seconds",
@@ -309,7 +322,7 @@ fn gunicorn_master_restart_leaves_no_phantoms_and_resets_once() {
     std::thread::sleep(Duration::from_millis(700));
     let port = free_port();
     let (_second, _) = start_pool(&Kind::Gunicorn, &dir, port);
-    let run2 = load(port, 120, Duration::ZERO);
+    let (run2, _) = load(port, 120, Duration::ZERO);
     std::thread::sleep(Duration::from_millis(700));
     let seen = scraper.finish();
     let text = sidecar.get("/metrics", &[]).text();

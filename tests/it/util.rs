@@ -21,7 +21,8 @@ pub fn python() -> &'static Path {
         let requirements = repo().join("tests/py/requirements.txt");
         let mut pins = fs::read_to_string(&requirements).expect("read tests/py/requirements.txt");
         // The shim is installed too; its sources are part of the stamp, so a change
-        // reinstalls it.
+        // reinstalls it. Bump the tag when the way of installing changes.
+        pins.push_str("install: shim from a clean copy (v3)\n");
         let shim = repo().join("shim/python");
         for f in [
             "pyproject.toml",
@@ -57,6 +58,11 @@ pub fn python() -> &'static Path {
                     .arg(&requirements),
                 "install the pinned prometheus_client, pytest, gunicorn and uwsgi",
             );
+            // Install from a fresh copy: setuptools builds next to the sources and would
+            // reuse a stale build/ from an earlier install (and litter the repository).
+            let copy = venv.with_file_name("shim-src");
+            let _ = fs::remove_dir_all(&copy);
+            copy_tree(&shim, &copy);
             run_ok(
                 Command::new(&py)
                     .args([
@@ -65,16 +71,36 @@ pub fn python() -> &'static Path {
                         "install",
                         "--quiet",
                         "--disable-pip-version-check",
-                        "--no-deps",
-                        "--force-reinstall",
                     ])
-                    .arg(&shim),
+                    .args(["--no-deps", "--force-reinstall"])
+                    .arg(&copy),
                 "install the shim from shim/python",
             );
             fs::write(&stamp, &pins).unwrap();
         }
         py
     })
+}
+
+/// Copies the source files of a directory tree (no build artefacts, no caches).
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        let skip = name == "build"
+            || name == "__pycache__"
+            || name.to_string_lossy().ends_with(".egg-info");
+        if skip {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
 
 fn run_ok(cmd: &mut Command, what: &str) -> Output {

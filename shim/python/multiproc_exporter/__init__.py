@@ -159,8 +159,21 @@ def hold_worker_lock(path=None, pid=None):
     return final
 
 
+LIVE_MODES = ("liveall", "livesum", "livemin", "livemax", "livemostrecent")
+
+
 def mark_dead(pid, path=None):
-    """What a supervisor calls when worker `pid` exits: removes its live-mode gauge files
-    (prometheus_client's mark_process_dead). The sidecar folds the rest into archives."""
-    from prometheus_client import multiprocess
-    multiprocess.mark_process_dead(pid, directory(path))
+    """What a supervisor calls when worker `pid` exits: removes its live-mode gauge files,
+    exactly the files prometheus_client's mark_process_dead removes. The sidecar folds
+    the rest into archives.
+
+    It imports nothing: Gunicorn calls child_exit from its SIGCHLD handler in the master,
+    where a first import of prometheus_client can be interrupted by the next SIGCHLD and
+    re-entered half initialised (and importing it in the master would also fix its value
+    class before the workers fork)."""
+    path = directory(path)
+    for mode in LIVE_MODES:
+        try:
+            os.unlink(os.path.join(path, f"gauge_{mode}_{pid}.db"))
+        except FileNotFoundError:
+            pass

@@ -90,6 +90,18 @@ def test_mark_dead_removes_only_live_gauges(mpdir):
                                          "gauge_livesum_55.db"]
 
 
+def test_issue_5_mark_dead_in_the_master_imports_nothing(mpdir):
+    # Regression: child_exit runs in Gunicorn's SIGCHLD handler; a lazy import of
+    # prometheus_client there was re-entered by the next SIGCHLD and failed half done.
+    import subprocess
+    import sys
+    (mpdir / "gauge_livesum_5.db").write_text("x")
+    code = ("import sys, multiproc_exporter as m; m.mark_dead(5); "
+            "assert 'prometheus_client' not in sys.modules, 'imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert not (mpdir / "gauge_livesum_5.db").exists()
+
+
 def test_gunicorn_hooks(mpdir):
     from multiproc_exporter import gunicorn
 
