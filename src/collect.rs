@@ -33,6 +33,15 @@ struct Tracked {
     identity: Option<FileId>,
     index: FileIndex,
     values: Vec<(f64, f64)>,
+    /// Changes when the index starts over; keys cached merge plans.
+    generation: u64,
+}
+
+/// Source of generation numbers; only uniqueness matters.
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// What one pass produced.
@@ -62,6 +71,7 @@ pub struct Collector {
     limit: u64,
     keys: KeyTable,
     files: BTreeMap<String, Tracked>,
+    merger: merge::Merger,
 }
 
 impl Collector {
@@ -73,6 +83,7 @@ impl Collector {
             limit: DEFAULT_FILE_LIMIT,
             keys: KeyTable::default(),
             files: BTreeMap::new(),
+            merger: merge::Merger::default(),
         }
     }
 
@@ -116,11 +127,13 @@ impl Collector {
                     identity: None,
                     index: FileIndex::new(),
                     values: Vec::new(),
+                    generation: next_generation(),
                 });
             match snapshot {
                 Ok(snap) => {
                     if tracked.identity != Some(snap.id) || tracked.file.kind != file.kind {
                         tracked.index = FileIndex::new();
+                        tracked.generation = next_generation();
                         tracked.values.clear();
                         tracked.identity = Some(snap.id);
                         tracked.file = file;
@@ -148,6 +161,7 @@ impl Collector {
                 pid_label: &t.pid_label,
                 entries: &t.index.entries,
                 values: &t.values,
+                generation: t.generation,
             })
             .collect();
         let entries = views.iter().map(|v| v.values.len()).sum();
@@ -161,7 +175,7 @@ impl Collector {
             .map(|t| t.file.pid.as_str())
             .collect::<std::collections::BTreeSet<_>>()
             .len();
-        let (families, merge_issues) = merge::merge(&views, &self.keys);
+        let (families, merge_issues) = self.merger.merge(&views, &self.keys);
         let names: Vec<&String> = self
             .files
             .iter()
@@ -200,6 +214,7 @@ fn refresh(
     if snap.bytes.len() < tracked.index.parsed_to() && !tracked.index.entries.is_empty() {
         // Shorter than what was indexed: the file was rewritten; start over.
         tracked.index = FileIndex::new();
+        tracked.generation = next_generation();
         tracked.values.clear();
     }
     let mut found = Vec::new();

@@ -112,3 +112,46 @@ fn first_sighting_decides_type_and_help_last_gauge_file_decides_mode() {
     assert_eq!(&*g.help, "first");
     assert_eq!(values(g), vec![("g".into(), None, 3.0)]);
 }
+
+#[test]
+fn cached_plan_follows_values_and_rebuilds_on_new_entries() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let mut c = Collector::new(p);
+    let mut w = DbWriter::open(&p.join("counter_1.db")).unwrap();
+    w.set_sample("c", "c_total", &[("a", "1")], "h", 1.0, 0.0)
+        .unwrap();
+    let mut g = DbWriter::open(&p.join("gauge_max_1.db")).unwrap();
+    g.set_sample("g", "g", &[], "h", 5.0, 0.0).unwrap();
+    let first = c.collect().unwrap().families;
+    assert_eq!(values(&first[0]), vec![("c_total".into(), None, 1.0)]);
+    // Same entries, new values: the plan is reused and the values follow.
+    w.set_sample("c", "c_total", &[("a", "1")], "h", 4.0, 0.0)
+        .unwrap();
+    g.set_sample("g", "g", &[], "h", 7.0, 0.0).unwrap();
+    let second = c.collect().unwrap().families;
+    assert_eq!(values(&second[0]), vec![("c_total".into(), None, 4.0)]);
+    assert_eq!(values(&second[1]), vec![("g".into(), None, 7.0)]);
+    // A new entry and a new file: the plan is rebuilt.
+    w.set_sample("c", "c_total", &[("a", "2")], "h", 2.0, 0.0)
+        .unwrap();
+    let mut w2 = DbWriter::open(&p.join("counter_2.db")).unwrap();
+    w2.set_sample("c", "c_total", &[("a", "1")], "h", 10.0, 0.0)
+        .unwrap();
+    let third = c.collect().unwrap().families;
+    assert_eq!(
+        values(&third[0]),
+        vec![
+            ("c_total".into(), None, 14.0),
+            ("c_total".into(), None, 2.0)
+        ]
+    );
+    // A file replaced under the same name starts over.
+    drop(w2);
+    std::fs::remove_file(p.join("counter_2.db")).unwrap();
+    let mut w3 = DbWriter::open(&p.join("counter_2.db")).unwrap();
+    w3.set_sample("c", "c_total", &[("a", "1")], "h", 1.0, 0.0)
+        .unwrap();
+    let fourth = c.collect().unwrap().families;
+    assert_eq!(values(&fourth[0])[0].2, 5.0);
+}
