@@ -376,6 +376,7 @@ pub fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
         pid: None,
         le: None,
         value,
+        prefix: None,
     }
 }
 

@@ -64,6 +64,9 @@ pub struct Sample {
     pub le: Option<f64>,
     /// The value.
     pub value: f64,
+    /// `name{labels}` as rendered with the default (`underscores`) escaping, kept by the
+    /// merge plan so a steady pass spells only values; `None` means render it.
+    pub prefix: Option<Arc<str>>,
 }
 
 /// A problem met while merging, for the file at this position of the input.

@@ -242,6 +242,7 @@ impl Plan {
                 pid: pid_of(slot.pid_file),
                 le: None,
                 value: 0.0,
+                prefix: None,
             };
             templates
                 .entry(family)
@@ -263,6 +264,7 @@ impl Plan {
                     pid: pid.clone(),
                     le: Some(*bound),
                     value: 0.0,
+                    prefix: None,
                 };
                 out.push((
                     sample,
@@ -278,6 +280,7 @@ impl Plan {
                 pid,
                 le: None,
                 value: 0.0,
+                prefix: None,
             };
             out.push((count, Source::Count { group: g as u32 }));
             groups.push(bounds.into_iter().map(|(_, s)| s).collect());
@@ -287,6 +290,9 @@ impl Plan {
             .map(|(family, st)| {
                 let mut samples = templates.remove(&family).unwrap_or_default();
                 samples.sort_by(|a, b| compare_samples(&a.0, &b.0));
+                for (template, _) in &mut samples {
+                    template.prefix = Some(crate::render::underscores_prefix(template));
+                }
                 OutFamily {
                     name: keys.families.get(family).clone(),
                     help: st.help,

@@ -18,6 +18,10 @@ pub fn push_go(out: &mut String, x: f64) {
         out.push_str("-Inf");
     } else if x == 0.0 {
         out.push_str(if x.is_sign_negative() { "-0.0" } else { "0.0" });
+    } else if x.fract() == 0.0 && x < 1e6 && x > -1e15 {
+        // Integral values (most counters) in Python's fixed form: digits and ".0".
+        // Positives from 1e6 take Go's exponent form below; negatives stay fixed to 1e16.
+        let _ = write!(out, "{}.0", x as i64);
     } else {
         let mut buf = Buf::new();
         // Shortest round-trip digits in scientific form: `d[.ddd]e[-]N`.
@@ -159,6 +163,11 @@ mod tests {
             (123.456, "123.456"),
             (-2.0, "-2.0"),
             (100.0, "100.0"),
+            (999999.0, "999999.0"),
+            (-999999999999999.0, "-999999999999999.0"),
+            (-1e15, "-1000000000000000.0"),
+            (-9.0e15, "-9000000000000000.0"),
+            (123456.5, "123456.5"),
         ];
         for &(x, want) in cases {
             assert_eq!(go(x), want, "spelling of {x:e}");

@@ -15,6 +15,7 @@ pub mod float;
 use crate::merge::{Family, Sample};
 use crate::model::MetricType;
 use escape::Escaping;
+use std::sync::Arc;
 
 /// An exposition format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,6 +99,24 @@ pub fn render_family(family: &Family, format: Format, out: &mut String) {
 /// One sample line: `name{labels} value`, or `{"name",labels} value` for a UTF-8 name
 /// under `allow-utf-8`.
 fn push_sample(out: &mut String, s: &Sample, escaping: Escaping) {
+    match &s.prefix {
+        Some(prefix) if escaping == Escaping::Underscores => out.push_str(prefix),
+        _ => push_prefix(out, s, escaping),
+    }
+    out.push(' ');
+    float::push_go(out, s.value);
+    out.push('\n');
+}
+
+/// `name{labels}` of a sample under `underscores` escaping, for [`Sample::prefix`].
+pub fn underscores_prefix(s: &Sample) -> Arc<str> {
+    let mut out = String::new();
+    push_prefix(&mut out, s, Escaping::Underscores);
+    Arc::from(out)
+}
+
+/// Everything of a sample line before the value.
+fn push_prefix(out: &mut String, s: &Sample, escaping: Escaping) {
     let quoted_name = escaping == Escaping::AllowUtf8 && !escape::is_legacy_metric_name(&s.name);
     let has_labels = !s.labels.is_empty() || s.pid.is_some() || s.le.is_some();
     if quoted_name {
@@ -119,9 +138,6 @@ fn push_sample(out: &mut String, s: &Sample, escaping: Escaping) {
     if has_labels || quoted_name {
         out.push('}');
     }
-    out.push(' ');
-    float::push_go(out, s.value);
-    out.push('\n');
 }
 
 /// Labels in name order, with the sample's `le` and `pid` placed where they sort; the
