@@ -15,8 +15,8 @@ use crate::error::FileIssue;
 use crate::merge::{self, Family, FileView};
 use crate::model::FileKind;
 use crate::parse::index::{FileIndex, KeyTable};
-use crate::parse::value_at;
-use crate::read::{self, FileId, Snapshot};
+use crate::read::mmap::MappedFile;
+use crate::read::{self, FileId};
 use crate::scan::{self, DbFile, ScanError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,8 @@ pub const DEFAULT_FILE_LIMIT: u64 = 1 << 30;
 struct Tracked {
     file: DbFile,
     pid_label: Arc<str>,
-    identity: Option<FileId>,
+    /// The open, mapped file (kept between passes).
+    mapped: Option<MappedFile>,
     index: FileIndex,
     values: Vec<(f64, f64)>,
     /// Changes when the index starts over; keys cached merge plans.
@@ -117,35 +118,41 @@ impl Collector {
 
         for file in listing.files {
             let path = self.dir.join(&file.name);
-            let snapshot = read::read_file(&path, self.limit);
             let tracked = self
                 .files
                 .entry(file.name.clone())
                 .or_insert_with(|| Tracked {
                     pid_label: Arc::from(file.pid_label.as_str()),
                     file: file.clone(),
-                    identity: None,
+                    mapped: None,
                     index: FileIndex::new(),
                     values: Vec::new(),
                     generation: next_generation(),
                 });
-            match snapshot {
-                Ok(snap) => {
-                    if tracked.identity != Some(snap.id) || tracked.file.kind != file.kind {
+            // The name may now refer to another file (replaced, or a reused inode with a
+            // new birth time): then the old index means nothing.
+            let current = std::fs::symlink_metadata(&path).map(|m| FileId::of(&m));
+            let same = matches!((&tracked.mapped, &current), (Some(m), Ok(id)) if m.id() == *id);
+            if !same || tracked.file.kind != file.kind {
+                match MappedFile::open(&path) {
+                    Ok(m) => {
                         tracked.index = FileIndex::new();
                         tracked.generation = next_generation();
                         tracked.values.clear();
-                        tracked.identity = Some(snap.id);
+                        tracked.mapped = Some(m);
                         tracked.file = file;
                     }
-                    refresh(tracked, &snap, &mut self.keys, &mut issues);
+                    Err(err) => {
+                        issues.push(FileIssue {
+                            file: file.name,
+                            reason: err.reason(),
+                            detail: err.to_string(),
+                        });
+                        continue;
+                    }
                 }
-                Err(err) => issues.push(FileIssue {
-                    file: file.name,
-                    reason: err.reason(),
-                    detail: err.to_string(),
-                }),
             }
+            refresh(tracked, self.limit, &mut self.keys, &mut issues);
         }
 
         let dead = &self.dead;
@@ -204,40 +211,67 @@ impl Collector {
     }
 }
 
-/// Re-indexes what is new in `snap` and reloads all values of the file.
-fn refresh(
-    tracked: &mut Tracked,
-    snap: &Snapshot,
-    keys: &mut KeyTable,
-    issues: &mut Vec<FileIssue>,
-) {
-    if snap.bytes.len() < tracked.index.parsed_to() && !tracked.index.entries.is_empty() {
+/// Checks the file, indexes what is new, and reloads the values of all its entries.
+fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, issues: &mut Vec<FileIssue>) {
+    let Tracked {
+        file,
+        mapped,
+        index,
+        values,
+        generation,
+        ..
+    } = tracked;
+    let Some(mapped) = mapped.as_mut() else {
+        return;
+    };
+    let view = match mapped.refresh(limit) {
+        Ok(view) => view,
+        Err(err) => {
+            // Keep the last good values: a transient error must not drop counters.
+            issues.push(FileIssue {
+                file: file.name.clone(),
+                reason: err.reason(),
+                detail: err.to_string(),
+            });
+            return;
+        }
+    };
+    if view.len < index.parsed_to() && !index.entries.is_empty() {
         // Shorter than what was indexed: the file was rewritten; start over.
-        tracked.index = FileIndex::new();
-        tracked.generation = next_generation();
-        tracked.values.clear();
+        *index = FileIndex::new();
+        *generation = next_generation();
+        values.clear();
     }
+    // Only the header and the part not indexed yet are copied out and parsed; the rest
+    // of the buffer stays untouched zero pages.
+    let from = index.parsed_to();
+    let bytes = view.copy_out(from);
     let mut found = Vec::new();
-    tracked
-        .index
-        .update(&snap.bytes, snap.used, snap.size, keys, &mut found);
+    index.update(&bytes, view.used, view.size, keys, &mut found);
     for (reason, detail) in found {
         issues.push(FileIssue {
-            file: tracked.file.name.clone(),
+            file: file.name.clone(),
             reason,
             detail,
         });
     }
-    let mut values = Vec::with_capacity(tracked.index.entries.len());
-    for e in &tracked.index.entries {
-        match value_at(&snap.bytes, e.value_offset as usize) {
-            Some(v) => values.push(v),
-            None => break,
+    // Values in place: entries this read cannot reach keep their last good values. A
+    // full copy was just made for a fresh index: read its values from the copy, and
+    // leave the mapping's pages to be faulted in by the next pass.
+    let fresh = from <= crate::read::HEADER_LEN;
+    for (i, e) in index.entries.iter().enumerate() {
+        let off = e.value_offset as usize;
+        let loaded = if fresh {
+            crate::parse::value_at(&bytes, off)
+        } else {
+            view.value_at(off)
+        };
+        let Some(v) = loaded else {
+            break;
+        };
+        match values.get_mut(i) {
+            Some(slot) => *slot = v,
+            None => values.push(v),
         }
     }
-    // Keep the last good values of entries this read could not reach.
-    if values.len() < tracked.values.len() {
-        values.extend_from_slice(&tracked.values[values.len()..]);
-    }
-    tracked.values = values;
 }

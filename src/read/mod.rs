@@ -18,6 +18,9 @@ use std::path::Path;
 use std::time::SystemTime;
 use thiserror::Error;
 
+#[allow(unsafe_code)]
+pub mod mmap;
+
 /// The header: an `i32` `used` (native byte order) and four bytes of padding.
 pub const HEADER_LEN: usize = 8;
 
@@ -96,7 +99,7 @@ pub fn read_file(path: &Path, limit: u64) -> Result<Snapshot, ReadError> {
     read_open(&file, limit)
 }
 
-fn open(path: &Path) -> Result<File, ReadError> {
+pub(crate) fn open(path: &Path) -> Result<File, ReadError> {
     let opened = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -152,7 +155,7 @@ pub fn read_open(file: &File, limit: u64) -> Result<Snapshot, ReadError> {
 }
 
 /// `pread` until `buf` is full or the file ends; returns the bytes read.
-fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub(crate) fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match file.read_at(&mut buf[done..], offset + done as u64) {
