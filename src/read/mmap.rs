@@ -20,7 +20,7 @@
 //! one pass, which would raise SIGBUS; prometheus_client never does that, and neither do
 //! we (our own rewrites replace files by rename, which leaves the mapped inode intact).
 
-use super::{FileId, HEADER_LEN, ReadError, open, read_at_most};
+use super::{FileId, HEADER_LEN, ReadError, open, read_at_most, read_header};
 use std::fs::File;
 use std::path::Path;
 
@@ -75,25 +75,17 @@ impl MappedFile {
     /// When the file cannot be examined or mapped.
     pub fn refresh(&mut self, limit: u64) -> Result<View<'_>, ReadError> {
         let size = self.file.metadata().map_err(ReadError::Io)?.len();
-        let mut header = [0u8; HEADER_LEN];
-        let got = read_at_most(&self.file, &mut header, 0).map_err(ReadError::Io)?;
-        if got < HEADER_LEN {
+        let header = read_header(&self.file, size, limit)?;
+        let Some((used, want)) = header.used else {
             self.map = None;
             return Ok(View {
                 file: &self.file,
                 map: None,
-                len: got,
+                len: header.got,
                 used: None,
                 size,
             });
-        }
-        let used = i32::from_ne_bytes([header[0], header[1], header[2], header[3]]);
-        let want = u64::try_from(used.max(0))
-            .unwrap_or(0)
-            .min(size)
-            .min(limit)
-            .max(HEADER_LEN as u64);
-        let want = usize::try_from(want).unwrap_or(usize::MAX);
+        };
         let mapped = self.map.as_ref().map_or(0, |m| m.len());
         // Map again when the file shrank under the mapping (never touch pages past the
         // end) or when the readable part grew beyond it. Map the whole file (up to the

@@ -123,23 +123,16 @@ pub fn read_open(file: &File, limit: u64) -> Result<Snapshot, ReadError> {
     }
     let size = meta.len();
     let id = FileId::of(&meta);
-    let mut header = [0u8; HEADER_LEN];
-    let got = read_at_most(file, &mut header, 0).map_err(ReadError::Io)?;
-    if got < HEADER_LEN {
+    let h = read_header(file, size, limit)?;
+    let Some((used, want)) = h.used else {
         return Ok(Snapshot {
-            bytes: header[..got].to_vec(),
+            bytes: h.bytes[..h.got].to_vec(),
             size,
             used: None,
             id,
         });
-    }
-    let used = i32::from_ne_bytes([header[0], header[1], header[2], header[3]]);
-    let want = u64::try_from(used.max(0))
-        .unwrap_or(0)
-        .min(size)
-        .min(limit)
-        .max(HEADER_LEN as u64);
-    let want = usize::try_from(want).unwrap_or(usize::MAX);
+    };
+    let header = h.bytes;
     let mut bytes = vec![0u8; want];
     bytes[..HEADER_LEN].copy_from_slice(&header);
     let got = HEADER_LEN
@@ -151,6 +144,42 @@ pub fn read_open(file: &File, limit: u64) -> Result<Snapshot, ReadError> {
         size,
         used: Some(used),
         id,
+    })
+}
+
+/// What the first bytes of a file say.
+pub(crate) struct Header {
+    /// The bytes read (`got` of them are real).
+    pub(crate) bytes: [u8; HEADER_LEN],
+    /// How many header bytes the file has.
+    pub(crate) got: usize,
+    /// With a whole header: `used`, and the readable length `min(used, size, limit)`
+    /// (at least the header).
+    pub(crate) used: Option<(i32, usize)>,
+}
+
+/// Reads the header of `file`, whose size is `size`.
+pub(crate) fn read_header(file: &File, size: u64, limit: u64) -> Result<Header, ReadError> {
+    let mut bytes = [0u8; HEADER_LEN];
+    let got = read_at_most(file, &mut bytes, 0).map_err(ReadError::Io)?;
+    if got < HEADER_LEN {
+        return Ok(Header {
+            bytes,
+            got,
+            used: None,
+        });
+    }
+    let used = i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let want = u64::try_from(used.max(0))
+        .unwrap_or(0)
+        .min(size)
+        .min(limit)
+        .max(HEADER_LEN as u64);
+    let want = usize::try_from(want).unwrap_or(usize::MAX);
+    Ok(Header {
+        bytes,
+        got,
+        used: Some((used, want)),
     })
 }
 
