@@ -155,14 +155,18 @@ impl Collector {
             refresh(tracked, self.limit, &mut self.keys, &mut issues);
         }
 
+        // Live-mode gauges of proven-dead pids are left out ("live" = not proven dead).
         let dead = &self.dead;
-        let views: Vec<FileView<'_>> = self
+        let merged: Vec<&Tracked> = self
             .files
             .values()
             .filter(|t| {
                 !(matches!(&t.file.kind, FileKind::Gauge(m) if m.is_live())
                     && dead.contains(&t.file.pid))
             })
+            .collect();
+        let views: Vec<FileView<'_>> = merged
+            .iter()
             .map(|t| FileView {
                 kind: &t.file.kind,
                 pid_label: &t.pid_label,
@@ -183,18 +187,9 @@ impl Collector {
             .collect::<std::collections::BTreeSet<_>>()
             .len();
         let (families, merge_issues) = self.merger.merge(&views, &self.keys);
-        let names: Vec<&String> = self
-            .files
-            .iter()
-            .filter(|(_, t)| {
-                !(matches!(&t.file.kind, FileKind::Gauge(m) if m.is_live())
-                    && dead.contains(&t.file.pid))
-            })
-            .map(|(n, _)| n)
-            .collect();
         for m in merge_issues {
             issues.push(FileIssue {
-                file: names[m.file].clone(),
+                file: merged[m.file].file.name.clone(),
                 reason: m.reason,
                 detail: m.detail,
             });

@@ -168,8 +168,11 @@ impl Flight {
         self.metrics.merged(started.elapsed(), &pass);
         self.log_issues(&pass.issues);
         self.ready.store(true, Ordering::Relaxed);
-        let mut families = pass.families.clone();
-        families.extend(self.metrics.families(&pass, true));
+        // Self-metrics describe the pass, so they are made first; then the merged
+        // families are moved, not copied.
+        let own = self.metrics.families(&pass, true);
+        let mut families = pass.families;
+        families.extend(own);
         let scrape = Arc::new(Scrape {
             started,
             families: Arc::new(families),

@@ -20,9 +20,7 @@ struct Scenario {
 }
 
 fn scenario(name: &str) -> Scenario {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
+    let (tmp, dir) = crate::util::temp_mp();
     harness(&["case", dir.to_str().unwrap(), name]);
     assert_no_diffs(&differential(std::slice::from_ref(&dir), tmp.path()));
     let out = render(&dir, "text");

@@ -6,9 +6,7 @@ use crate::util::{assert_no_diffs, differential, harness};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn case(name: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
+    let (tmp, dir) = crate::util::temp_mp();
     harness(&["case", dir.to_str().unwrap(), name]);
     let reports = differential(&[dir], tmp.path());
     assert!(reports[0].samples > 0 || name == "mostrecent_never_set");

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn compaction_keeps_the_output_except_dead_live_gauges() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
+    let (tmp, dir) = crate::util::temp_mp();
     let pool = Running::start(&["pool", dir.to_str().unwrap(), "6", "3"]);
     let (alive, dead) = pool.pids();
     // The reference: the original directory after mark_process_dead of the same pids.
@@ -155,9 +153,7 @@ fn churn_of_2000_workers_keeps_counts_exact_and_monotonic() {
 fn pid_reuse_is_not_mistaken_for_the_dead_writer() {
     // Every fresh pid namespace starts at pid 1: the writer of counter_1.db in one
     // namespace and the process in the next one share a pid, as after a container restart.
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, dir) = crate::util::temp_mp();
     let in_new_namespace = |cmd: &str| {
         let out = Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc"])
@@ -329,9 +325,7 @@ fn stale_directory_is_cleaned_at_start_and_files_come_and_go() {
 
 #[test]
 fn auto_uses_proc_only_after_proving_a_shared_pid_namespace() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, dir) = crate::util::temp_mp();
     let pool = Running::start(&["pool", dir.to_str().unwrap(), "4", "2"]);
     let (_, dead) = pool.pids();
     let before = all_names(&dir);

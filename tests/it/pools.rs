@@ -247,9 +247,7 @@ fn sidecar_args(dir: &Path) -> Vec<String> {
 
 #[test]
 fn gunicorn_recycling_workers_counts_exactly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, dir) = crate::util::temp_mp();
     let args = sidecar_args(&dir);
     let sidecar = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let text = recycling_pool_under_load(Kind::Gunicorn, sidecar, &dir, 400);
@@ -261,9 +259,7 @@ fn gunicorn_recycling_workers_counts_exactly() {
 
 #[test]
 fn gunicorn_with_the_sidecar_in_a_separate_pid_namespace() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, dir) = crate::util::temp_mp();
     let args = sidecar_args(&dir);
     let sidecar = Server::start_with(
         &[
@@ -286,9 +282,7 @@ fn gunicorn_with_the_sidecar_in_a_separate_pid_namespace() {
 
 #[test]
 fn uwsgi_recycling_workers_counts_exactly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, dir) = crate::util::temp_mp();
     let args = sidecar_args(&dir);
     let sidecar = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     recycling_pool_under_load(Kind::Uwsgi, sidecar, &dir, 300);
@@ -296,9 +290,7 @@ fn uwsgi_recycling_workers_counts_exactly() {
 
 #[test]
 fn gunicorn_master_restart_leaves_no_phantoms_and_resets_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
+    let (_tmp, dir) = crate::util::temp_mp();
     let args = sidecar_args(&dir);
     let sidecar = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     sidecar.wait_ready();

@@ -32,9 +32,7 @@ fn query(port: u16, q: &str) -> Option<f64> {
 #[test]
 #[ignore = "needs prometheus (Debian package prometheus); run with cargo test -- --ignored"]
 fn real_prometheus_scrapes_the_sidecar() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
+    let (tmp, dir) = crate::util::temp_mp();
     let workers = 4;
     let mut pool = Command::new(python())
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/harness.py"))

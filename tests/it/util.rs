@@ -439,3 +439,12 @@ pub fn db_files(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// A temporary directory with an empty multiprocess directory `mp` inside it (siblings
+/// hold references, copies and outputs).
+pub fn temp_mp() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mp");
+    fs::create_dir(&dir).unwrap();
+    (tmp, dir)
+}

@@ -7,9 +7,7 @@ use multiproc_exporter::write::DbWriter;
 
 #[test]
 fn prometheus_client_reads_our_files_as_we_do() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mp");
-    std::fs::create_dir(&dir).unwrap();
+    let (tmp, dir) = crate::util::temp_mp();
     let labels = [
         "",
         "plain",
