@@ -135,8 +135,16 @@ impl Rng {
 /// The body of one demo worker process: serve simulated requests until `lifetime`.
 ///
 /// # Errors
-/// When its files cannot be written.
+/// When its files cannot be written. A directory that is gone is not an error: the pool
+/// was stopped and removed its directory while this worker was being killed.
 pub fn worker_main(dir: &Path, seed: u64, lifetime: Duration) -> io::Result<()> {
+    match serve_requests(dir, seed, lifetime) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !dir.exists() => Ok(()),
+        other => other,
+    }
+}
+
+fn serve_requests(dir: &Path, seed: u64, lifetime: Duration) -> io::Result<()> {
     let pid = std::process::id();
     let open = |prefix: &str| DbWriter::open(&dir.join(format!("{prefix}_{pid}.db")));
     let mut counter = open("counter")?;
