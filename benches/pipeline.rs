@@ -7,9 +7,10 @@ mod support;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use multiproc_exporter::collect::Collector;
-use multiproc_exporter::parse::index::{FileIndex, KeyTable};
+use multiproc_exporter::parse::{FileIndex, KeyTable};
 use multiproc_exporter::read;
-use multiproc_exporter::render::{self, Format, escape::Escaping};
+use multiproc_exporter::render::{self, Format};
+use std::collections::BTreeSet;
 use std::hint::black_box;
 use support::{L, M, S, Scale};
 
@@ -25,7 +26,10 @@ fn pipeline(c: &mut Criterion) {
     for scale in scales() {
         let tmp = tempfile::tempdir().unwrap();
         support::generate(tmp.path(), scale);
-        let entries = Collector::new(tmp.path()).collect().unwrap().entries as u64;
+        let entries = Collector::new(tmp.path())
+            .collect(&BTreeSet::new())
+            .unwrap()
+            .entries as u64;
 
         let mut group = c.benchmark_group(format!("scale_{}", scale.name));
         group.throughput(Throughput::Elements(entries));
@@ -33,17 +37,25 @@ fn pipeline(c: &mut Criterion) {
             group.sample_size(10);
         }
         group.bench_function("collect_first", |b| {
-            b.iter(|| black_box(Collector::new(tmp.path()).collect().unwrap().families.len()))
+            b.iter(|| {
+                black_box(
+                    Collector::new(tmp.path())
+                        .collect(&BTreeSet::new())
+                        .unwrap()
+                        .families
+                        .len(),
+                )
+            })
         });
         let mut warm = Collector::new(tmp.path());
-        warm.collect().unwrap();
+        warm.collect(&BTreeSet::new()).unwrap();
         group.bench_function("collect_steady", |b| {
-            b.iter(|| black_box(warm.collect().unwrap().families.len()))
+            b.iter(|| black_box(warm.collect(&BTreeSet::new()).unwrap().families.len()))
         });
-        let families = warm.collect().unwrap().families;
+        let families = warm.collect(&BTreeSet::new()).unwrap().families;
         for (name, format) in [
             ("text", Format::Text004),
-            ("openmetrics", Format::OpenMetrics(Escaping::Underscores)),
+            ("openmetrics", Format::OPENMETRICS),
         ] {
             group.bench_with_input(BenchmarkId::new("render", name), &format, |b, &format| {
                 let mut out = String::new();
@@ -60,8 +72,7 @@ fn pipeline(c: &mut Criterion) {
             b.iter(|| {
                 let mut keys = KeyTable::default();
                 let mut index = FileIndex::new();
-                let mut issues = Vec::new();
-                index.update(&snap.bytes, snap.used, snap.size, &mut keys, &mut issues);
+                black_box(index.update(&snap.bytes, snap.used, snap.size, &mut keys));
                 black_box(index.entries.len())
             })
         });

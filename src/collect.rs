@@ -7,31 +7,39 @@
 //! inode and birth time, so a file replaced under the same name (or an inode number
 //! reused by a new file) is indexed afresh.
 //!
-//! Bad input: problems with single files are returned as [`FileIssue`]s and the rest is
-//! merged; a file that cannot be read this time keeps its last good values, so a
-//! transient error cannot make counters drop. Only an unlistable directory fails a pass.
+//! Bad input: every stage returns a [`FileProblem`]; this is the one place that attaches
+//! the file's name, making a [`FileIssue`], and the rest is merged. A file that cannot be
+//! read this time keeps its last good values, so a transient error cannot make counters
+//! drop. Only an unlistable directory fails a pass.
 
-use crate::error::FileIssue;
-use crate::merge::{self, Family, FileView};
-use crate::model::FileKind;
-use crate::parse::index::{FileIndex, KeyTable};
-use crate::read::mmap::MappedFile;
-use crate::read::{self, FileId};
+use crate::format::{self, HEADER_LEN};
+use crate::merge::{FileView, Merger};
+use crate::model::{Family, FileIssue, FileKind, FileProblem, Reason};
+use crate::parse::{FileIndex, KeyTable};
+use crate::read::FileId;
+use crate::read::mmap::{MappedFile, View};
 use crate::scan::{self, DbFile, ScanError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 /// Default bound on the bytes read from one file (prometheus_client's own limit is
 /// 2 GiB, the range of `used`); protects memory from a hostile or broken file.
 pub const DEFAULT_FILE_LIMIT: u64 = 1 << 30;
+
+/// How long a file may stay zero-length after it was created before that is a problem:
+/// prometheus_client creates a file and sizes it a moment later, so every new worker's
+/// files are briefly empty.
+pub const YOUNG_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 struct Tracked {
     file: DbFile,
     pid_label: Arc<str>,
     /// The open, mapped file (kept between passes).
-    mapped: Option<MappedFile>,
+    mapped: MappedFile,
     index: FileIndex,
     values: Vec<(f64, f64)>,
     /// Changes when the index starts over; keys cached merge plans.
@@ -39,10 +47,10 @@ struct Tracked {
 }
 
 /// Source of generation numbers; only uniqueness matters.
-static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 fn next_generation() -> u64 {
-    GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    GENERATION.fetch_add(1, Ordering::Relaxed)
 }
 
 /// What one pass produced.
@@ -52,8 +60,9 @@ pub struct Pass {
     pub families: Vec<Family>,
     /// Problems with single files, sorted by file name.
     pub issues: Vec<FileIssue>,
-    /// Files merged in this pass.
-    pub files: usize,
+    /// Files too new to judge (created less than [`YOUNG_GRACE`] ago and still empty):
+    /// skipped without being a problem.
+    pub young: usize,
     /// Entries merged in this pass.
     pub entries: usize,
     /// Files merged in this pass, by kind (`counter`, `gauge`, ...).
@@ -66,13 +75,10 @@ pub struct Pass {
 #[derive(Debug)]
 pub struct Collector {
     dir: PathBuf,
-    /// Pids proven dead: their live-mode gauges are not merged ("live" means not
-    /// proven dead), even before or without compaction.
-    dead: std::collections::BTreeSet<String>,
     limit: u64,
     keys: KeyTable,
     files: BTreeMap<String, Tracked>,
-    merger: merge::Merger,
+    merger: Merger,
 }
 
 impl Collector {
@@ -80,23 +86,17 @@ impl Collector {
     pub fn new(dir: impl Into<PathBuf>) -> Collector {
         Collector {
             dir: dir.into(),
-            dead: std::collections::BTreeSet::new(),
             limit: DEFAULT_FILE_LIMIT,
             keys: KeyTable::default(),
             files: BTreeMap::new(),
-            merger: merge::Merger::default(),
+            merger: Merger::default(),
         }
     }
 
     /// Bounds the bytes read from any one file.
     pub fn with_file_limit(mut self, limit: u64) -> Collector {
-        self.limit = limit.max(read::HEADER_LEN as u64);
+        self.limit = limit.max(HEADER_LEN as u64);
         self
-    }
-
-    /// Sets the pids proven dead, whose live-mode gauges are left out of the merge.
-    pub fn set_dead_pids(&mut self, dead: &std::collections::BTreeSet<String>) {
-        self.dead.clone_from(dead);
     }
 
     /// The directory being read.
@@ -104,59 +104,42 @@ impl Collector {
         &self.dir
     }
 
-    /// Runs one pass.
+    /// How many merge plans were built so far (a steady pass builds none).
+    pub fn plans_built(&self) -> u64 {
+        self.merger.plans_built()
+    }
+
+    /// Runs one pass. The live-mode gauges of the pids in `dead` (proven dead by the
+    /// lifecycle) are left out: "live" means not proven dead, with or without compaction.
     ///
     /// # Errors
     /// Only when the directory cannot be listed.
-    pub fn collect(&mut self) -> Result<Pass, ScanError> {
+    pub fn collect(&mut self, dead: &BTreeSet<String>) -> Result<Pass, ScanError> {
         let listing = scan::scan(&self.dir)?;
         let mut issues = listing.skipped;
+        let mut young = 0;
         // Files that vanished since the last pass are dropped.
-        let present: std::collections::BTreeSet<&str> =
-            listing.files.iter().map(|f| f.name.as_str()).collect();
+        let present: BTreeSet<&str> = listing.files.iter().map(|f| f.name.as_str()).collect();
         self.files.retain(|name, _| present.contains(name.as_str()));
-
         for file in listing.files {
-            let path = self.dir.join(&file.name);
-            let tracked = self
-                .files
-                .entry(file.name.clone())
-                .or_insert_with(|| Tracked {
-                    pid_label: Arc::from(file.pid_label.as_str()),
-                    file: file.clone(),
-                    mapped: None,
-                    index: FileIndex::new(),
-                    values: Vec::new(),
-                    generation: next_generation(),
-                });
-            // The name may now refer to another file (replaced, or a reused inode with a
-            // new birth time): then the old index means nothing.
-            let current = std::fs::symlink_metadata(&path).map(|m| FileId::of(&m));
-            let same = matches!((&tracked.mapped, &current), (Some(m), Ok(id)) if m.id() == *id);
-            if !same || tracked.file.kind != file.kind {
-                match MappedFile::open(&path) {
-                    Ok(m) => {
-                        tracked.index = FileIndex::new();
-                        tracked.generation = next_generation();
-                        tracked.values.clear();
-                        tracked.mapped = Some(m);
-                        tracked.file = file;
-                    }
-                    Err(err) => {
-                        issues.push(FileIssue {
-                            file: file.name,
-                            reason: err.reason(),
-                            detail: err.to_string(),
-                        });
-                        continue;
-                    }
-                }
-            }
-            refresh(tracked, self.limit, &mut self.keys, &mut issues);
+            let name = file.name.clone();
+            let found = match track(&mut self.files, &self.dir, file) {
+                Ok(tracked) => refresh(tracked, self.limit, &mut self.keys),
+                Err(problem) => Refreshed {
+                    problems: vec![problem],
+                    young: false,
+                },
+            };
+            young += usize::from(found.young);
+            issues.extend(found.problems.into_iter().map(|p| p.of(name.clone())));
         }
+        let mut pass = self.merge(dead, issues);
+        pass.young = young;
+        Ok(pass)
+    }
 
-        // Live-mode gauges of proven-dead pids are left out ("live" = not proven dead).
-        let dead = &self.dead;
+    /// Merges the tracked files; attaches merge problems to their files.
+    fn merge(&mut self, dead: &BTreeSet<String>, mut issues: Vec<FileIssue>) -> Pass {
         let merged: Vec<&Tracked> = self
             .files
             .values()
@@ -184,53 +167,95 @@ impl Collector {
             .files
             .values()
             .map(|t| t.file.pid.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
+            .collect::<BTreeSet<_>>()
             .len();
-        let (families, merge_issues) = self.merger.merge(&views, &self.keys);
-        for m in merge_issues {
-            issues.push(FileIssue {
-                file: merged[m.file].file.name.clone(),
-                reason: m.reason,
-                detail: m.detail,
-            });
+        let out = self.merger.merge(&views, &self.keys);
+        for (file, problem) in out.problems {
+            issues.push(problem.of(merged[file].file.name.clone()));
         }
         issues.sort_by(|a, b| a.file.cmp(&b.file));
-        Ok(Pass {
-            families,
+        Pass {
+            families: out.families,
             issues,
-            files: views.len(),
+            young: 0,
             entries,
             files_by_kind,
             pids,
-        })
+        }
     }
 }
 
+/// The tracked state of `file`, opened afresh when the name now refers to another
+/// file (replaced, or a reused inode with a new birth time): then the old index means
+/// nothing.
+fn track<'a>(
+    files: &'a mut BTreeMap<String, Tracked>,
+    dir: &Path,
+    file: DbFile,
+) -> Result<&'a mut Tracked, FileProblem> {
+    let path = dir.join(&file.name);
+    let current = std::fs::symlink_metadata(&path).map(|m| FileId::of(&m));
+    let same = files.get(&file.name).is_some_and(|t| {
+        t.file.kind == file.kind && matches!(&current, Ok(id) if t.mapped.id() == *id)
+    });
+    if !same {
+        let mapped = MappedFile::open(&path)?;
+        let tracked = Tracked {
+            pid_label: Arc::from(file.pid_label.as_str()),
+            file: file.clone(),
+            mapped,
+            index: FileIndex::new(),
+            values: Vec::new(),
+            generation: next_generation(),
+        };
+        files.insert(file.name.clone(), tracked);
+    }
+    files
+        .get_mut(&file.name)
+        .ok_or_else(|| FileProblem::new(Reason::Vanished, "the file vanished"))
+}
+
+/// What a refresh of one file found.
+struct Refreshed {
+    problems: Vec<FileProblem>,
+    /// The file is empty but too new for that to be a problem.
+    young: bool,
+}
+
+/// Whether a file last changed at `changed` is within [`YOUNG_GRACE`] of now.
+fn is_young(changed: Option<SystemTime>) -> bool {
+    changed.is_some_and(|c| {
+        SystemTime::now()
+            .duration_since(c)
+            .map_or(true, |age| age < YOUNG_GRACE)
+    })
+}
+
 /// Checks the file, indexes what is new, and reloads the values of all its entries.
-fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, issues: &mut Vec<FileIssue>) {
+fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable) -> Refreshed {
+    let mut out = Refreshed {
+        problems: Vec::new(),
+        young: false,
+    };
     let Tracked {
-        file,
         mapped,
         index,
         values,
         generation,
         ..
     } = tracked;
-    let Some(mapped) = mapped.as_mut() else {
-        return;
-    };
+    // Any error keeps the last good values: a transient error must not drop counters.
     let view = match mapped.refresh(limit) {
         Ok(view) => view,
         Err(err) => {
-            // Keep the last good values: a transient error must not drop counters.
-            issues.push(FileIssue {
-                file: file.name.clone(),
-                reason: err.reason(),
-                detail: err.to_string(),
-            });
-            return;
+            out.problems.push(err.into());
+            return out;
         }
     };
+    if view.size == 0 && is_young(view.changed) {
+        out.young = true;
+        return out;
+    }
     if view.len < index.parsed_to() && !index.entries.is_empty() {
         // Shorter than what was indexed: the file was rewritten; start over.
         *index = FileIndex::new();
@@ -240,24 +265,32 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, issues: &mut 
     // Only the header and the part not indexed yet are copied out and parsed; the rest
     // of the buffer stays untouched zero pages.
     let from = index.parsed_to();
-    let bytes = view.copy_out(from);
-    let mut found = Vec::new();
-    index.update(&bytes, view.used, view.size, keys, &mut found);
-    for (reason, detail) in found {
-        issues.push(FileIssue {
-            file: file.name.clone(),
-            reason,
-            detail,
-        });
-    }
-    // Values in place: entries this read cannot reach keep their last good values. A
-    // full copy was just made for a fresh index: read its values from the copy, and
-    // leave the mapping's pages to be faulted in by the next pass.
-    let fresh = from <= crate::read::HEADER_LEN;
+    let bytes = match view.copy_out(from) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            out.problems.push(err.into());
+            return out;
+        }
+    };
+    out.problems = index.update(&bytes, view.used, view.size, keys);
+    load_values(index, values, &view, &bytes, from <= HEADER_LEN);
+    out
+}
+
+/// Values in place: entries this read cannot reach keep their last good values. A full
+/// copy was just made for a fresh index (`fresh`): read its values from the copy, and
+/// leave the mapping's pages to be faulted in by the next pass.
+fn load_values(
+    index: &FileIndex,
+    values: &mut Vec<(f64, f64)>,
+    view: &View<'_>,
+    bytes: &[u8],
+    fresh: bool,
+) {
     for (i, e) in index.entries.iter().enumerate() {
         let off = e.value_offset as usize;
         let loaded = if fresh {
-            crate::parse::value_at(&bytes, off)
+            format::value_at(bytes, off)
         } else {
             view.value_at(off)
         };

@@ -6,7 +6,6 @@
 
 use crate::liveness;
 use crate::render::Format;
-use crate::render::escape::Escaping;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -282,7 +281,7 @@ impl FormatArg {
     pub fn format(self) -> Format {
         match self {
             FormatArg::Text => Format::Text004,
-            FormatArg::Openmetrics => Format::OpenMetrics(Escaping::Underscores),
+            FormatArg::Openmetrics => Format::OPENMETRICS,
         }
     }
 }

@@ -7,23 +7,36 @@
 //!
 //! # Layout
 //!
-//! The module list is the architecture; data flows down the pipeline:
+//! The module list is the architecture. The pipeline stages, data flowing down:
 //!
 //! - [`scan`]: list the directory, read file names (type, gauge mode, pid).
 //! - [`read`]: bring `[0, min(used, size))` of a file into memory, safely.
 //! - [`parse`]: frame entries, decode keys once, index value offsets incrementally.
 //! - [`merge`]: combine files per type and gauge mode into families.
-//! - [`render`]: write text 0.0.4 or OpenMetrics 1.0.0, with our own escaping and
-//!   number spelling.
+//! - [`render`]: write text 0.0.4 / 1.0.0 or OpenMetrics 1.0.0, with our own escaping
+//!   and number spelling.
 //! - [`serve`]: HTTP: content negotiation, single-flight merges, graceful shutdown.
 //!
-//! Beside them: [`liveness`] proves which writers are dead, [`compact`] folds their
+//! One home per concept, used by the stages:
+//!
+//! - [`model`]: the vocabulary (file kinds, gauge modes, families and samples, file
+//!   problems); depends on nothing else in the crate.
+//! - [`format`]: prometheus_client's file format (header, entry layout, key encoding):
+//!   read by `read` and `parse`, written by [`write`](mod@write) and compaction.
+//! - [`fold`]: how values of one series combine (sum, min, max, last, most recent, the
+//!   exact sum): used by the merge plan and by compaction's archives.
+//! - [`procfs`]: `/proc`, for liveness and the self-metrics.
+//! - [`selfmetrics`]: the table of the sidecar's own metrics.
+//!
+//! The lifecycle: [`liveness`] proves which writers are dead, [`compact`] folds their
 //! files into archives and cleans stale directories, [`watch`] reports files appearing
-//! and vanishing, [`selfmetrics`] declares the sidecar's own metrics, [`demo`] runs a
-//! simulated worker pool, [`collect`] drives one pass of the pipeline over a directory and keeps
-//! the incremental state between passes; [`config`] reads flags and environment;
-//! [`write`](mod@write) produces files in prometheus_client's
-//! format; [`model`] and [`error`] hold the shared vocabulary.
+//! and vanishing. [`collect`] drives one pass of the pipeline over a directory and keeps
+//! the incremental state between passes; [`config`] turns flags and environment into
+//! validated settings; [`demo`] runs a simulated worker pool; [`testpoint`] holds the
+//! fault injection points of the crash tests.
+//!
+//! Dependencies point one way: `model` at the bottom; `format` and `fold` on `model`;
+//! the stages on those; `render` on `model` only; `serve` on everything it drives.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -31,15 +44,18 @@ pub mod collect;
 pub mod compact;
 pub mod config;
 pub mod demo;
-pub mod error;
+pub mod fold;
+pub mod format;
 pub mod liveness;
 pub mod merge;
 pub mod model;
 pub mod parse;
+pub mod procfs;
 pub mod read;
 pub mod render;
 pub mod scan;
 pub mod selfmetrics;
 pub mod serve;
+pub mod testpoint;
 pub mod watch;
 pub mod write;

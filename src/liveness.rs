@@ -18,12 +18,13 @@
 //! only after proving the namespace is shared: a pid named by a file maps that very file
 //! (same device and inode), or a lock file records our own pid namespace.
 
+use crate::procfs;
 use crate::read::FileId;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Prefix of the per-worker lock files the shim holds.
 pub const LOCK_PREFIX: &str = ".multiproc-exporter-";
@@ -59,8 +60,9 @@ impl Mode {
     }
 }
 
-/// Why a writer is known to be dead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a writer is known to be dead: reported per death in the lifecycle log line and
+/// as the `evidence` label of `multiproc_exporter_writers_proven_dead_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Evidence {
     /// Its lock file is no longer held.
     LockReleased,
@@ -68,6 +70,24 @@ pub enum Evidence {
     ProcessGone,
     /// The process with its pid started after the file was created and does not map it.
     PidReused,
+}
+
+impl Evidence {
+    /// Every kind of evidence, for declaring metric label values up front.
+    pub const ALL: [Evidence; 3] = [
+        Evidence::LockReleased,
+        Evidence::ProcessGone,
+        Evidence::PidReused,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evidence::LockReleased => "lock_released",
+            Evidence::ProcessGone => "process_gone",
+            Evidence::PidReused => "pid_reused",
+        }
+    }
 }
 
 /// The judgement on one pid.
@@ -126,7 +146,7 @@ pub fn probe_lock(dir: &Path, pid: &str) -> LockState {
 fn lock_in_our_namespace(dir: &Path, pid: &str) -> bool {
     let (Ok(text), Some(ours)) = (
         std::fs::read_to_string(lock_path(dir, pid)),
-        own_pid_namespace(),
+        procfs::own_pid_namespace(),
     ) else {
         return false;
     };
@@ -135,13 +155,6 @@ fn lock_in_our_namespace(dir: &Path, pid: &str) -> bool {
         .any(|(k, v)| {
             k.trim().trim_matches('"') == "pidns" && v.trim().trim_matches('"') == ours.to_string()
         })
-}
-
-/// The inode of our pid namespace (`/proc/self/ns/pid` reads `pid:[N]`).
-pub fn own_pid_namespace() -> Option<u64> {
-    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
-    let s = link.to_str()?;
-    s.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// One pid's file, as liveness needs it.
@@ -239,19 +252,14 @@ fn proc_verdict(pid: &str, files: &[PidFile]) -> Verdict {
     let Some(p) = pid_number(pid) else {
         return Verdict::Unknown;
     };
-    let stat = match std::fs::read_to_string(format!("/proc/{p}/stat")) {
+    let stat = match procfs::stat(Some(p)) {
         Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Verdict::Dead(Evidence::ProcessGone);
         }
         Err(_) => return Verdict::Unknown,
     };
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, r)| r)
-        .split_whitespace()
-        .collect();
-    if matches!(fields.first(), Some(&"Z" | &"X")) {
+    if stat.has_exited() {
         return Verdict::Dead(Evidence::ProcessGone);
     }
     match maps_any(p, files) {
@@ -259,12 +267,8 @@ fn proc_verdict(pid: &str, files: &[PidFile]) -> Verdict {
         Some(false) => {}
         None => return Verdict::Unknown,
     }
-    let started = fields
-        .get(19)
-        .and_then(|t| t.parse::<u64>().ok())
-        .and_then(start_time);
     let born = files.iter().filter_map(|f| f.id.born).min();
-    match (started, born) {
+    match (stat.start_time(), born) {
         (Some(started), Some(born)) if started > born + REUSE_SLACK => {
             Verdict::Dead(Evidence::PidReused)
         }
@@ -275,45 +279,17 @@ fn proc_verdict(pid: &str, files: &[PidFile]) -> Verdict {
 /// Whether process `p` maps one of `files` (by inode, and device or name); `None` when
 /// its maps cannot be read.
 pub fn maps_any(p: u32, files: &[PidFile]) -> Option<bool> {
-    let maps = std::fs::read_to_string(format!("/proc/{p}/maps")).ok()?;
-    Some(maps.lines().any(|line| {
-        let mut parts = line.split_whitespace();
-        let (Some(_), Some(_), Some(_), Some(dev), Some(ino)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return false;
-        };
-        let Ok(ino) = ino.parse::<u64>() else {
-            return false;
-        };
-        let path = parts.next().unwrap_or("");
+    let maps = procfs::maps(p)?;
+    Some(maps.iter().any(|m| {
         files.iter().any(|f| {
-            f.id.ino == ino
-                && (dev_matches(dev, f.id.dev) || path.rsplit('/').next() == Some(f.name.as_str()))
+            let dev = (
+                nix::sys::stat::major(f.id.dev),
+                nix::sys::stat::minor(f.id.dev),
+            );
+            f.id.ino == m.ino
+                && (m.dev == dev || m.path.rsplit('/').next() == Some(f.name.as_str()))
         })
     }))
-}
-
-fn dev_matches(maps_dev: &str, st_dev: u64) -> bool {
-    let Some((maj, min)) = maps_dev.split_once(':') else {
-        return false;
-    };
-    let (Ok(maj), Ok(min)) = (u64::from_str_radix(maj, 16), u64::from_str_radix(min, 16)) else {
-        return false;
-    };
-    nix::sys::stat::major(st_dev) == maj && nix::sys::stat::minor(st_dev) == min
-}
-
-/// Wall-clock start time of a process from its start in clock ticks after boot.
-fn start_time(ticks: u64) -> Option<SystemTime> {
-    let boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
-    let since_boot = Duration::new(boot.tv_sec() as u64, boot.tv_nsec() as u32);
-    let booted = SystemTime::now().checked_sub(since_boot)?;
-    booted.checked_add(Duration::from_millis(ticks * 10))
 }
 
 /// Opens a file without following a symlink (lock files are ours to judge, not links').

@@ -187,6 +187,7 @@ fn render_once(args: RenderArgs) -> anyhow::Result<ExitCode> {
         Err(err) => return Ok(usage_error(err)),
     };
     let mut collector = Collector::new(&dir);
+    let mut dead = std::collections::BTreeSet::new();
     if args.liveness != multiproc_exporter::liveness::Mode::None {
         let mut judge = Lifecycle::new(
             &dir,
@@ -199,17 +200,17 @@ fn render_once(args: RenderArgs) -> anyhow::Result<ExitCode> {
         judge
             .tick(false)
             .with_context(|| format!("cannot judge the writers of {}", dir.display()))?;
-        collector.set_dead_pids(judge.dead_pids());
+        dead.clone_from(judge.dead_pids());
     }
     let pass = collector
-        .collect()
+        .collect(&dead)
         .with_context(|| format!("cannot render {}", dir.display()))?;
     for issue in &pass.issues {
         tracing::warn!(
             file = %dir.join(&issue.file).display(),
-            reason = issue.reason.as_str(),
+            reason = issue.reason().as_str(),
             "{}",
-            issue.detail
+            issue.detail()
         );
     }
     let mut out = String::with_capacity(pass.entries * 64);

@@ -10,8 +10,8 @@
 //! reported and skipped; they never stop the listing. Only an unlistable directory is an
 //! error, because then nothing can be served.
 
-use crate::error::{FileIssue, Reason};
-use crate::model::{FileKind, GaugeMode};
+use crate::model::{FileIssue, FileKind, FileProblem, GaugeMode, Reason};
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -77,7 +77,7 @@ pub enum ScanError {
 /// assert_eq!(f.pid, "4242");
 /// assert!(parse_name("notes.txt").unwrap().is_none());
 /// ```
-pub fn parse_name(name: &str) -> Result<Option<DbFile>, (Reason, String)> {
+pub fn parse_name(name: &str) -> Result<Option<DbFile>, FileProblem> {
     let Some(stem) = name.strip_suffix(".db") else {
         return Ok(None);
     };
@@ -85,7 +85,7 @@ pub fn parse_name(name: &str) -> Result<Option<DbFile>, (Reason, String)> {
         return Ok(None);
     }
     let parts: Vec<&str> = name.split('_').collect();
-    let bad = |what: &str| Err((Reason::BadName, what.to_owned()));
+    let bad = |what: &str| Err(FileProblem::new(Reason::BadName, what));
     let (kind, pid) = match parts[0] {
         "counter" | "histogram" | "summary" | "unknown" | "untyped" => {
             let kind = match parts[0] {
@@ -107,7 +107,7 @@ pub fn parse_name(name: &str) -> Result<Option<DbFile>, (Reason, String)> {
             )
         }
         "info" | "stateset" | "gaugehistogram" => {
-            return Err((
+            return Err(FileProblem::new(
                 Reason::UnsupportedType,
                 format!("prometheus_client writes no {} files", parts[0]),
             ));
@@ -116,7 +116,7 @@ pub fn parse_name(name: &str) -> Result<Option<DbFile>, (Reason, String)> {
             return bad("the name has no type prefix (expected <type>_<pid>.db)");
         }
         other => {
-            return Err((
+            return Err(FileProblem::new(
                 Reason::BadName,
                 format!("unknown metric type {other:?} in the file name"),
             ));
@@ -137,6 +137,23 @@ pub fn parse_name(name: &str) -> Result<Option<DbFile>, (Reason, String)> {
         pid: pid.to_owned(),
         pid_label,
     }))
+}
+
+/// [`parse_name`] for a name as the directory holds it: a `*.db` name that is not UTF-8
+/// is one prometheus_client's glob sees and cannot have written.
+fn parse_os_name(name: &OsStr) -> Result<Option<DbFile>, FileProblem> {
+    match name.to_str() {
+        Some(name) => parse_name(name),
+        None if name.as_encoded_bytes().ends_with(b".db")
+            && !name.as_encoded_bytes().starts_with(b".") =>
+        {
+            Err(FileProblem::new(
+                Reason::BadName,
+                "the file name is not UTF-8",
+            ))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Lists `dir` without following symlinks or recursing.
@@ -169,42 +186,31 @@ pub fn scan(dir: &Path) -> Result<Listing, ScanError> {
             source,
         })?;
         let os_name = entry.file_name();
-        let Some(name) = os_name.to_str() else {
-            // Not UTF-8, so it cannot be one of the names prometheus_client writes.
-            continue;
-        };
-        let file = match parse_name(name) {
+        let file = match parse_os_name(&os_name) {
             Ok(Some(file)) => file,
             Ok(None) => continue,
-            Err((reason, detail)) => {
-                listing.skipped.push(FileIssue {
-                    file: name.to_owned(),
-                    reason,
-                    detail,
-                });
+            Err(problem) => {
+                listing.skipped.push(problem.of(os_name));
                 continue;
             }
         };
         // The entry type comes from readdir and does not follow links.
-        match entry.file_type() {
-            Ok(t) if t.is_symlink() => listing.skipped.push(FileIssue {
-                file: file.name,
-                reason: Reason::Symlink,
-                detail: "symbolic links are not followed".to_owned(),
-            }),
-            Ok(t) if !t.is_file() => listing.skipped.push(FileIssue {
-                file: file.name,
-                reason: Reason::NotRegular,
-                detail: "not a regular file".to_owned(),
-            }),
-            Ok(_) => listing.files.push(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => listing.skipped.push(FileIssue {
-                file: file.name,
-                reason: Reason::Unreadable,
-                detail: format!("cannot read the file type: {e}"),
-            }),
-        }
+        let problem = match entry.file_type() {
+            Ok(t) if t.is_symlink() => {
+                FileProblem::new(Reason::Symlink, "symbolic links are not followed")
+            }
+            Ok(t) if !t.is_file() => FileProblem::new(Reason::NotRegular, "not a regular file"),
+            Ok(_) => {
+                listing.files.push(file);
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => FileProblem::new(
+                Reason::Unreadable,
+                format!("cannot read the file type: {e}"),
+            ),
+        };
+        listing.skipped.push(problem.of(file.name));
     }
     listing.files.sort_by(|a, b| a.name.cmp(&b.name));
     listing.skipped.sort_by(|a, b| a.file.cmp(&b.file));
@@ -238,13 +244,23 @@ mod tests {
     fn ignored_and_bad_names() {
         assert_eq!(parse_name("x.db.tmp"), Ok(None));
         assert_eq!(parse_name(".counter_1.db"), Ok(None));
-        assert_eq!(parse_name("gauge_1.db").unwrap_err().0, Reason::BadName);
-        assert_eq!(parse_name("foo.db").unwrap_err().0, Reason::BadName);
-        assert_eq!(parse_name("sqlite_x.db").unwrap_err().0, Reason::BadName);
         assert_eq!(
-            parse_name("info_1.db").unwrap_err().0,
+            parse_name("gauge_1.db").unwrap_err().reason,
+            Reason::BadName
+        );
+        assert_eq!(parse_name("foo.db").unwrap_err().reason, Reason::BadName);
+        assert_eq!(
+            parse_name("sqlite_x.db").unwrap_err().reason,
+            Reason::BadName
+        );
+        assert_eq!(
+            parse_name("info_1.db").unwrap_err().reason,
             Reason::UnsupportedType
         );
+        use std::os::unix::ffi::OsStrExt;
+        let latin1 = OsStr::from_bytes(b"counter_\xe9.db");
+        assert_eq!(parse_os_name(latin1).unwrap_err().reason, Reason::BadName);
+        assert_eq!(parse_os_name(OsStr::from_bytes(b"\xe9.txt")), Ok(None));
         let odd = parse_name("gauge_weird_5.db").unwrap().unwrap();
         assert_eq!(odd.kind, FileKind::Gauge(GaugeMode::Other("weird".into())));
     }

@@ -7,7 +7,7 @@
 //! a new entry is written whole before `used` is advanced, and values are updated in place.
 //! It uses `pwrite` rather than a mapping, so a full disk is an error, not a SIGBUS.
 
-use crate::parse::{self, HEADER_LEN, VALUE_LEN, key};
+use crate::format::{self, HEADER_LEN, VALUE_LEN, key};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -47,7 +47,7 @@ impl DbWriter {
         }
         let mut header = [0u8; HEADER_LEN];
         file.read_exact_at(&mut header, 0)?;
-        let mut used = usize::try_from(parse::used(&header).unwrap_or(0).max(0)).unwrap_or(0);
+        let mut used = usize::try_from(format::used(&header).unwrap_or(0).max(0)).unwrap_or(0);
         let mut positions = HashMap::new();
         if used == 0 {
             used = HEADER_LEN;
@@ -55,7 +55,7 @@ impl DbWriter {
         } else {
             let mut bytes = vec![0u8; used];
             file.read_exact_at(&mut bytes, 0)?;
-            for entry in parse::walk(&bytes, HEADER_LEN, used, VALUE_LEN) {
+            for entry in format::walk(&bytes, HEADER_LEN, used, VALUE_LEN) {
                 let entry = entry.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 let text = String::from_utf8_lossy(entry.key).into_owned();
                 positions.insert(text, entry.value_offset);
@@ -111,7 +111,7 @@ impl DbWriter {
         };
         let mut pair = [0u8; VALUE_LEN];
         self.file.read_exact_at(&mut pair, offset as u64)?;
-        Ok(parse::value_at(&pair, 0))
+        Ok(format::value_at(&pair, 0))
     }
 
     /// Flushes data to stable storage.
@@ -123,8 +123,7 @@ impl DbWriter {
     }
 
     fn append(&mut self, key: &str) -> io::Result<usize> {
-        let n = key.len();
-        let len = parse::entry_len(n, VALUE_LEN);
+        let len = format::entry_len(key.len(), VALUE_LEN);
         let needed = (self.used + len) as u64;
         if needed > i32::MAX as u64 {
             return Err(io::Error::new(
@@ -140,18 +139,14 @@ impl DbWriter {
             self.file.set_len(capacity)?;
             self.capacity = capacity;
         }
-        let mut entry = Vec::with_capacity(len);
-        entry.extend_from_slice(&(n as i32).to_ne_bytes());
-        entry.extend_from_slice(key.as_bytes());
-        entry.resize(4 + n + parse::padding(n), b' ');
-        entry.resize(len, 0);
         let at = self.used;
+        let mut entry = Vec::with_capacity(len);
+        let value_offset = at + format::encode_entry(&mut entry, key.as_bytes(), 0.0, 0.0);
         // The whole entry first, then `used`: a reader never sees a half-written entry.
         self.file.write_all_at(&entry, at as u64)?;
         self.used += len;
         self.file
             .write_all_at(&(self.used as i32).to_ne_bytes(), 0)?;
-        let value_offset = at + 4 + n + parse::padding(n);
         self.positions.insert(key.to_owned(), value_offset);
         Ok(value_offset)
     }

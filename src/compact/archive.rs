@@ -15,15 +15,15 @@
 //! which hidden files it absorbed. After a crash, a hidden file the archive lists is
 //! deleted, one it does not list is absorbed again: nothing lost, nothing counted twice.
 
-use super::hook;
-use crate::merge::sum::ExactSum;
-use crate::model::{FileKind, GaugeMode, GaugeRule};
-use crate::parse::{self, HEADER_LEN, VALUE_LEN};
+use crate::fold::{Acc, Fold};
+use crate::format::{self, HEADER_LEN, VALUE_LEN};
+use crate::model::FileKind;
 use crate::read::{self, FileId};
+use crate::testpoint::crash as hook;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 /// Prefix of a dead file renamed for absorption.
@@ -35,48 +35,14 @@ pub const ARCHIVE_PID: &str = "archive";
 const RECORD_MAGIC: &[u8] = b"\nMPE-ABSORBED-v1\n";
 
 /// The archive a file of `kind` folds into, or `None` if such files are not folded
-/// (`all` gauges keep their per-pid series; live gauges are deleted instead).
+/// (see [`Fold::for_archive`]).
 pub fn archive_name(kind: &FileKind) -> Option<String> {
+    Fold::for_archive(kind)?;
     let prefix = match kind {
-        FileKind::Counter => "counter".to_owned(),
-        FileKind::Histogram => "histogram".to_owned(),
-        FileKind::Summary => "summary".to_owned(),
-        FileKind::Unknown => "unknown".to_owned(),
-        FileKind::Gauge(
-            m @ (GaugeMode::Sum | GaugeMode::Min | GaugeMode::Max | GaugeMode::MostRecent),
-        ) => {
-            format!("gauge_{}", m.token())
-        }
-        FileKind::Gauge(_) => return None,
+        FileKind::Gauge(mode) => format!("gauge_{}", mode.token()),
+        other => other.label().to_owned(),
     };
     Some(format!("{prefix}_{ARCHIVE_PID}.db"))
-}
-
-/// How values of one archive combine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fold {
-    Sum,
-    Min,
-    Max,
-    MostRecent,
-}
-
-fn fold_of(kind: &FileKind) -> Fold {
-    match kind {
-        FileKind::Gauge(m) => match m.rule() {
-            GaugeRule::Min => Fold::Min,
-            GaugeRule::Max => Fold::Max,
-            GaugeRule::MostRecent => Fold::MostRecent,
-            GaugeRule::Sum | GaugeRule::PerPid => Fold::Sum,
-        },
-        _ => Fold::Sum,
-    }
-}
-
-enum Acc {
-    Sum(ExactSum),
-    Value(f64),
-    Recent(f64, f64),
 }
 
 /// The record of absorbed files of an archive: `dev ino born name` per line.
@@ -93,7 +59,7 @@ pub fn read_record(path: &Path) -> Vec<String> {
     let Ok(bytes) = fs::read(path) else {
         return Vec::new();
     };
-    let Some(used) = parse::used(&bytes).and_then(|u| usize::try_from(u).ok()) else {
+    let Some(used) = format::used(&bytes).and_then(|u| usize::try_from(u).ok()) else {
         return Vec::new();
     };
     let Some(tail) = bytes.get(used..) else {
@@ -136,48 +102,46 @@ pub fn absorb(
     kind: &FileKind,
     pending: &[Pending],
 ) -> io::Result<usize> {
-    let fold = fold_of(kind);
-    let archive_path = dir.join(archive);
-    let mut order: Vec<Vec<u8>> = Vec::new();
-    let mut accs: HashMap<Vec<u8>, Acc> = HashMap::new();
-    let mut add = |key: &[u8], value: f64, ts: f64| {
-        let acc = match accs.get_mut(key) {
-            Some(acc) => acc,
-            None => {
-                order.push(key.to_vec());
-                let fresh = match fold {
-                    Fold::Sum => Acc::Sum(ExactSum::new()),
-                    Fold::Min | Fold::Max => Acc::Value(value),
-                    Fold::MostRecent => Acc::Recent(value, ts),
-                };
-                accs.insert(key.to_vec(), fresh);
-                accs.get_mut(key).expect("just inserted")
-            }
-        };
-        match acc {
-            Acc::Sum(s) => s.add(value),
-            Acc::Value(cur) => {
-                if (fold == Fold::Min && value < *cur) || (fold == Fold::Max && value > *cur) {
-                    *cur = value;
-                }
-            }
-            Acc::Recent(v, t) => {
-                if *t < ts {
-                    *v = value;
-                    *t = ts;
-                }
-            }
-        }
+    let Some(fold) = Fold::for_archive(kind) else {
+        return Ok(0);
     };
+    let archive_path = dir.join(archive);
+    let mut sorted: Vec<&Pending> = pending.iter().collect();
+    sorted.sort_by(|a, b| a.hidden.cmp(&b.hidden));
     // The archive first, then the dead files in name order: the order the merge reads.
-    let mut sources: Vec<std::path::PathBuf> = Vec::new();
+    let mut sources: Vec<PathBuf> = Vec::new();
     if archive_path.exists() {
         sources.push(archive_path.clone());
     }
-    let mut sorted: Vec<&Pending> = pending.iter().collect();
-    sorted.sort_by(|a, b| a.hidden.cmp(&b.hidden));
     sources.extend(sorted.iter().map(|p| dir.join(&p.hidden)));
-    for src in &sources {
+    let folded = fold_files(&sources, fold)?;
+    let body = encode_archive(&folded, &sorted)?;
+    replace_durably(dir, archive, &body)?;
+    for p in &sorted {
+        match fs::remove_file(dir.join(&p.hidden)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        hook("hidden_removed");
+    }
+    sync_dir(dir)?;
+    Ok(folded.order.len())
+}
+
+/// Every key of the folded files, in first-seen order, with its running fold.
+struct Folded {
+    order: Vec<Vec<u8>>,
+    accs: HashMap<Vec<u8>, Acc>,
+}
+
+/// Folds the entries of `sources` (in that order) by key text with `fold`.
+fn fold_files(sources: &[PathBuf], fold: Fold) -> io::Result<Folded> {
+    let mut out = Folded {
+        order: Vec::new(),
+        accs: HashMap::new(),
+    };
+    for src in sources {
         let snap = match read::read_file(src, crate::collect::DEFAULT_FILE_LIMIT) {
             Ok(s) => s,
             Err(read::ReadError::Vanished) => continue,
@@ -188,60 +152,59 @@ pub fn absorb(
                 )));
             }
         };
-        for e in parse::walk(&snap.bytes, HEADER_LEN, snap.bytes.len(), VALUE_LEN).flatten() {
-            if let Some((v, ts)) = parse::value_at(&snap.bytes, e.value_offset) {
-                add(e.key, v, ts);
+        let bytes = &snap.bytes;
+        for e in format::walk(bytes, HEADER_LEN, bytes.len(), VALUE_LEN).flatten() {
+            let Some((v, ts)) = format::value_at(bytes, e.value_offset) else {
+                continue;
+            };
+            if !out.accs.contains_key(e.key) {
+                out.order.push(e.key.to_vec());
+                out.accs.insert(e.key.to_vec(), fold.start());
+            }
+            if let Some(acc) = out.accs.get_mut(e.key) {
+                acc.add(v, ts);
             }
         }
     }
+    Ok(out)
+}
+
+/// The archive's bytes: the folded entries, then (after `used`, where no reader looks)
+/// the record of the hidden files it absorbed.
+fn encode_archive(folded: &Folded, absorbed: &[&Pending]) -> io::Result<Vec<u8>> {
     let mut body = vec![0u8; HEADER_LEN];
-    for key in &order {
-        let (value, ts) = match &accs[key] {
-            Acc::Sum(s) => (s.value_up(), 0.0),
-            Acc::Value(v) => (*v, 0.0),
-            Acc::Recent(v, t) => (*v, *t),
-        };
-        let n = key.len();
-        body.extend_from_slice(&(n as i32).to_ne_bytes());
-        body.extend_from_slice(key);
-        body.resize(body.len() + parse::padding(n), b' ');
-        body.extend_from_slice(&value.to_ne_bytes());
-        body.extend_from_slice(&ts.to_ne_bytes());
+    for key in &folded.order {
+        let (value, ts) = folded.accs[key].archived();
+        format::encode_entry(&mut body, key, value, ts);
     }
     let used = i32::try_from(body.len())
         .map_err(|_| io::Error::new(io::ErrorKind::FileTooLarge, "archive beyond 2 GiB"))?;
-    body[..4].copy_from_slice(&used.to_ne_bytes());
+    format::set_used(&mut body, used);
     body.extend_from_slice(RECORD_MAGIC);
-    for p in &sorted {
+    for p in absorbed {
         body.extend_from_slice(record_line(&p.hidden, &p.id).as_bytes());
     }
     body.extend_from_slice(b"END\n");
+    Ok(body)
+}
 
-    let temp = dir.join(format!("{TEMP_PREFIX}{archive}"));
+/// Writes `body` to a temporary file, syncs it and renames it over `dir/name`.
+fn replace_durably(dir: &Path, name: &str, body: &[u8]) -> io::Result<()> {
+    let temp = dir.join(format!("{TEMP_PREFIX}{name}"));
     let written = (|| {
         let mut f = fs::File::create(&temp)?;
-        f.write_all(&body)?;
+        f.write_all(body)?;
         hook("temp_written");
         f.sync_all()?;
         hook("temp_synced");
-        fs::rename(&temp, &archive_path)
+        fs::rename(&temp, dir.join(name))
     })();
     if let Err(e) = written {
         let _ = fs::remove_file(&temp);
         return Err(e);
     }
     hook("archive_renamed");
-    sync_dir(dir)?;
-    for p in &sorted {
-        match fs::remove_file(dir.join(&p.hidden)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        hook("hidden_removed");
-    }
-    sync_dir(dir)?;
-    Ok(order.len())
+    sync_dir(dir)
 }
 
 /// Makes renames and deletions in `dir` durable.

@@ -13,10 +13,11 @@
 
 pub mod archive;
 
-use crate::liveness::{self, Liveness, PidFile, Verdict};
+use crate::liveness::{self, Evidence, Liveness, PidFile, Verdict};
 use crate::model::FileKind;
 use crate::read::FileId;
 use crate::scan::{self, DbFile};
+use crate::testpoint::crash as hook;
 use archive::{ABSORBING_PREFIX, ARCHIVE_PID, Pending, TEMP_PREFIX};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -25,25 +26,6 @@ use std::path::{Path, PathBuf};
 
 /// Name of the directory lock file.
 pub const DIR_LOCK: &str = ".multiproc-exporter.lock";
-
-/// Test-only crash injection: `MPE_TEST_CRASH_AT=<point>[:<n>]` aborts the process the
-/// n-th time (default 1st) execution reaches `point`. Points, in order:
-/// `live_removed`, `renamed_hidden`, `temp_written`, `temp_synced`, `archive_renamed`,
-/// `hidden_removed`, `wiped_one`.
-pub fn hook(point: &str) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static HITS: AtomicU64 = AtomicU64::new(0);
-    let Ok(spec) = std::env::var("MPE_TEST_CRASH_AT") else {
-        return;
-    };
-    let (name, n) = spec.split_once(':').unwrap_or((&spec, "1"));
-    if name == point {
-        let hit = HITS.fetch_add(1, Ordering::SeqCst) + 1;
-        if n.parse::<u64>().unwrap_or(1) == hit {
-            std::process::abort();
-        }
-    }
-}
 
 /// Lifecycle settings.
 #[derive(Clone, Debug)]
@@ -65,6 +47,8 @@ pub struct Report {
     pub dead: usize,
     /// Pids without evidence (treated as alive).
     pub unknown: usize,
+    /// Pids proven dead in this tick that were not at the previous one, and why.
+    pub proven: Vec<(String, Evidence)>,
     /// Files deleted (live gauges of dead pids, absorbed files, stale files).
     pub removed: usize,
     /// Dead files folded into archives.
@@ -74,6 +58,24 @@ pub struct Report {
     /// Why compaction was skipped, if it was.
     pub skipped: Option<(&'static str, String)>,
 }
+
+/// The files of one writer pid (archives excluded), with identities for liveness.
+#[derive(Debug, Default)]
+struct Writer {
+    files: Vec<DbFile>,
+    ids: Vec<PidFile>,
+}
+
+/// A dead writer's file renamed out of the way, waiting to be absorbed.
+struct Hidden {
+    archive: String,
+    kind: FileKind,
+    name: String,
+    pending: Pending,
+}
+
+/// Hidden files to absorb, by archive.
+type Absorptions = BTreeMap<String, (FileKind, Vec<Pending>)>;
 
 /// The lifecycle state of one directory.
 #[derive(Debug)]
@@ -122,32 +124,15 @@ impl Lifecycle {
         } else {
             None
         };
-        let mut pending: BTreeMap<String, (FileKind, Vec<Pending>)> = BTreeMap::new();
+        let mut pending = Absorptions::new();
         if modify {
             report.removed += recover(&self.dir, &mut pending)?;
         }
-        let listing = scan::scan(&self.dir).map_err(io::Error::other)?;
-        let by_pid = group_by_pid(&self.dir, &listing.files);
-        let pairs: Vec<(&str, &[PidFile])> = by_pid
-            .iter()
-            .map(|(pid, files)| (pid.as_str(), files.1.as_slice()))
-            .collect();
-        self.liveness.prove_namespace(&self.dir, &pairs);
-        self.dead.clear();
-        for (pid, (_, files)) in &by_pid {
-            match self.liveness.judge(&self.dir, pid, files) {
-                Verdict::Alive => report.alive += 1,
-                Verdict::Unknown => report.unknown += 1,
-                Verdict::Dead(_) => {
-                    report.dead += 1;
-                    self.dead.insert(pid.clone());
-                }
-            }
-        }
+        let writers = self.judge(&mut report)?;
         if !modify {
             return Ok(report);
         }
-        if at_start && !by_pid.is_empty() && report.dead == by_pid.len() && pending.is_empty() {
+        if at_start && !writers.is_empty() && report.dead == writers.len() && pending.is_empty() {
             report.removed += wipe(&self.dir)?;
             report.wiped = true;
             self.dead.clear();
@@ -156,91 +141,141 @@ impl Lifecycle {
         if self.dead.is_empty() && pending.is_empty() {
             return Ok(report);
         }
-        if let Some(skip) = preflight(&self.dir, &by_pid, &self.dead, self.settings.min_free_bytes)
-        {
+        if let Some(skip) = preflight(
+            &self.dir,
+            &writers,
+            &self.dead,
+            self.settings.min_free_bytes,
+        ) {
             report.skipped = Some(skip);
             return Ok(report);
         }
         let dead: Vec<String> = self.dead.iter().cloned().collect();
         for pid in &dead {
-            let (db_files, files) = &by_pid[pid];
-            let mut hidden_here = Vec::new();
-            for (db, pf) in db_files.iter().zip(files) {
-                let path = self.dir.join(&db.name);
-                match &db.kind {
-                    FileKind::Gauge(m) if m.is_live() => {
-                        remove_if_present(&path)?;
-                        report.removed += 1;
-                        liveness_hook_live();
-                    }
-                    kind => {
-                        let Some(archive) = archive::archive_name(kind) else {
-                            continue;
-                        };
-                        let hidden = format!("{ABSORBING_PREFIX}{}", db.name);
-                        match fs::rename(&path, self.dir.join(&hidden)) {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                            Err(e) => return Err(e),
-                        }
-                        hook("renamed_hidden");
-                        hidden_here.push((archive, kind.clone(), db.name.clone(), hidden, pf.id));
-                    }
-                }
-            }
-            // Prove death again now that the name is free: a new process under the same
-            // pid may have opened the old file just before the rename.
-            let hidden_files: Vec<PidFile> = hidden_here
-                .iter()
-                .map(|(_, _, _, hidden, id)| PidFile {
-                    name: hidden.clone(),
-                    id: *id,
-                })
-                .collect();
-            if self.liveness.judge(&self.dir, pid, &hidden_files) == Verdict::Alive {
-                for (_, _, name, hidden, _) in &hidden_here {
-                    if !self.dir.join(name).exists() {
-                        fs::rename(self.dir.join(hidden), self.dir.join(name))?;
-                    }
-                }
-                self.dead.remove(pid);
-                continue;
-            }
-            for (archive, kind, _, hidden, id) in hidden_here {
-                pending
-                    .entry(archive)
-                    .or_insert_with(|| (kind, Vec::new()))
-                    .1
-                    .push(Pending { hidden, id });
-            }
+            self.retire(pid, &writers[pid], &mut pending, &mut report)?;
         }
         archive::sync_dir(&self.dir)?;
-        for (done, (archive, (kind, files))) in pending.iter().enumerate() {
-            if let Err(err) = archive::absorb(&self.dir, archive, kind, files) {
-                // Put every file not yet absorbed back under its name, so every reader
-                // counts it again; the next round retries.
-                for (_, (_, rest)) in pending.iter().skip(done) {
-                    for p in rest {
-                        let original = &p.hidden[ABSORBING_PREFIX.len()..];
-                        if !self.dir.join(original).exists() {
-                            let _ = fs::rename(self.dir.join(&p.hidden), self.dir.join(original));
-                        }
-                    }
-                }
-                let _ = archive::sync_dir(&self.dir);
-                report.skipped = Some(("error", format!("cannot write {archive}: {err}")));
-                return Ok(report);
-            }
-            report.absorbed += files.len();
-            report.removed += files.len();
+        if !absorb_all(&self.dir, &pending, &mut report) {
+            return Ok(report);
         }
         report.removed += remove_released_locks(&self.dir, &self.dead)?;
         Ok(report)
     }
+
+    /// Judges every writer pid of the directory; fills the counts of `report` and the
+    /// set of dead pids.
+    fn judge(&mut self, report: &mut Report) -> io::Result<BTreeMap<String, Writer>> {
+        let listing = scan::scan(&self.dir).map_err(io::Error::other)?;
+        let writers = group_by_pid(&self.dir, &listing.files);
+        let pairs: Vec<(&str, &[PidFile])> = writers
+            .iter()
+            .map(|(pid, w)| (pid.as_str(), w.ids.as_slice()))
+            .collect();
+        self.liveness.prove_namespace(&self.dir, &pairs);
+        let before = std::mem::take(&mut self.dead);
+        for (pid, w) in &writers {
+            match self.liveness.judge(&self.dir, pid, &w.ids) {
+                Verdict::Alive => report.alive += 1,
+                Verdict::Unknown => report.unknown += 1,
+                Verdict::Dead(evidence) => {
+                    report.dead += 1;
+                    if !before.contains(pid) {
+                        report.proven.push((pid.clone(), evidence));
+                    }
+                    self.dead.insert(pid.clone());
+                }
+            }
+        }
+        Ok(writers)
+    }
+
+    /// Deletes the live gauges of dead `pid` and renames its foldable files to hidden
+    /// names; once death is proven again (nothing took the pid over meanwhile), queues
+    /// them in `pending`.
+    fn retire(
+        &mut self,
+        pid: &str,
+        writer: &Writer,
+        pending: &mut Absorptions,
+        report: &mut Report,
+    ) -> io::Result<()> {
+        let mut hidden_here = Vec::new();
+        for (db, pf) in writer.files.iter().zip(&writer.ids) {
+            let path = self.dir.join(&db.name);
+            if matches!(&db.kind, FileKind::Gauge(m) if m.is_live()) {
+                remove_if_present(&path)?;
+                report.removed += 1;
+                hook("live_removed");
+                continue;
+            }
+            let Some(archive) = archive::archive_name(&db.kind) else {
+                continue;
+            };
+            let hidden = format!("{ABSORBING_PREFIX}{}", db.name);
+            match fs::rename(&path, self.dir.join(&hidden)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            hook("renamed_hidden");
+            hidden_here.push(Hidden {
+                archive,
+                kind: db.kind.clone(),
+                name: db.name.clone(),
+                pending: Pending { hidden, id: pf.id },
+            });
+        }
+        // Prove death again now that the name is free: a new process under the same
+        // pid may have opened the old file just before the rename.
+        let hidden_files: Vec<PidFile> = hidden_here
+            .iter()
+            .map(|h| PidFile {
+                name: h.pending.hidden.clone(),
+                id: h.pending.id,
+            })
+            .collect();
+        if self.liveness.judge(&self.dir, pid, &hidden_files) == Verdict::Alive {
+            for h in &hidden_here {
+                if !self.dir.join(&h.name).exists() {
+                    fs::rename(self.dir.join(&h.pending.hidden), self.dir.join(&h.name))?;
+                }
+            }
+            self.dead.remove(pid);
+            return Ok(());
+        }
+        for h in hidden_here {
+            pending
+                .entry(h.archive)
+                .or_insert_with(|| (h.kind, Vec::new()))
+                .1
+                .push(h.pending);
+        }
+        Ok(())
+    }
 }
 
-fn liveness_hook_live() {
-    hook("live_removed");
+/// Absorbs every queued hidden file into its archive. On a failure, puts every file not
+/// yet absorbed back under its name (so every reader counts it again; the next round
+/// retries), records why in `report`, and returns `false`.
+fn absorb_all(dir: &Path, pending: &Absorptions, report: &mut Report) -> bool {
+    for (done, (archive, (kind, files))) in pending.iter().enumerate() {
+        if let Err(err) = archive::absorb(dir, archive, kind, files) {
+            for (_, (_, rest)) in pending.iter().skip(done) {
+                for p in rest {
+                    let original = &p.hidden[ABSORBING_PREFIX.len()..];
+                    if !dir.join(original).exists() {
+                        let _ = fs::rename(dir.join(&p.hidden), dir.join(original));
+                    }
+                }
+            }
+            let _ = archive::sync_dir(dir);
+            report.skipped = Some(("error", format!("cannot write {archive}: {err}")));
+            return false;
+        }
+        report.absorbed += files.len();
+        report.removed += files.len();
+    }
+    true
 }
 
 fn remove_if_present(path: &Path) -> io::Result<()> {
@@ -251,8 +286,8 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 }
 
 /// Files of each writer pid (archives excluded), with identities for liveness.
-fn group_by_pid(dir: &Path, files: &[DbFile]) -> BTreeMap<String, (Vec<DbFile>, Vec<PidFile>)> {
-    let mut by_pid: BTreeMap<String, (Vec<DbFile>, Vec<PidFile>)> = BTreeMap::new();
+fn group_by_pid(dir: &Path, files: &[DbFile]) -> BTreeMap<String, Writer> {
+    let mut by_pid: BTreeMap<String, Writer> = BTreeMap::new();
     for f in files {
         if f.pid == ARCHIVE_PID {
             continue;
@@ -261,8 +296,8 @@ fn group_by_pid(dir: &Path, files: &[DbFile]) -> BTreeMap<String, (Vec<DbFile>, 
             continue;
         };
         let entry = by_pid.entry(f.pid.clone()).or_default();
-        entry.0.push(f.clone());
-        entry.1.push(PidFile {
+        entry.files.push(f.clone());
+        entry.ids.push(PidFile {
             name: f.name.clone(),
             id: FileId::of(&meta),
         });
@@ -284,10 +319,7 @@ fn lock_dir(dir: &Path) -> io::Result<fs::File> {
 
 /// Finishes what a crashed tick left: temporary archives are deleted; hidden files are
 /// deleted if their archive records them, otherwise queued for absorption.
-fn recover(
-    dir: &Path,
-    pending: &mut BTreeMap<String, (FileKind, Vec<Pending>)>,
-) -> io::Result<usize> {
+fn recover(dir: &Path, pending: &mut Absorptions) -> io::Result<usize> {
     let mut removed = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -329,7 +361,7 @@ fn recover(
 /// Checks write permission and free space; returns why not, if compaction cannot run.
 fn preflight(
     dir: &Path,
-    by_pid: &BTreeMap<String, (Vec<DbFile>, Vec<PidFile>)>,
+    by_pid: &BTreeMap<String, Writer>,
     dead: &BTreeSet<String>,
     min_free: u64,
 ) -> Option<(&'static str, String)> {
@@ -342,7 +374,7 @@ fn preflight(
     // A new archive is at most the old one plus the absorbed files' used bytes.
     let mut need: u64 = 0;
     for pid in dead {
-        for f in &by_pid[pid].0 {
+        for f in &by_pid[pid].files {
             need += fs::metadata(dir.join(&f.name)).map_or(0, |m| m.len().min(1 << 31));
         }
     }

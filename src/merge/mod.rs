@@ -5,19 +5,18 @@
 //! order exactly as the collector follows its directory order: a family's type and help
 //! come from its first sighting, its gauge mode from the last gauge file that mentions
 //! it, min/max keep the first value unless a later one is strictly smaller/larger, and
-//! mostrecent keeps the first of equal timestamps. Sums are exact ([`sum::ExactSum`]), so
-//! they do not depend on order at all. The output is sorted (families by name, samples
+//! mostrecent keeps the first of equal timestamps (the rules themselves live in
+//! [`crate::fold`], shared with compaction). Sums are exact, so they do not depend on
+//! order at all. The output is sorted (families by name, samples
 //! by labels), which the collector's is not.
 //!
 //! Bad input: an `le` label that is not a number (which crashes the collector) drops
 //! that bucket sample and is reported for its file.
 
 pub mod plan;
-pub mod sum;
 
-use crate::error::Reason;
-use crate::model::{FileKind, MetricType};
-use crate::parse::index::{Indexed, KeyTable, LabelSet};
+use crate::model::{Family, FileKind, FileProblem, LabelSet, Sample};
+use crate::parse::{Indexed, KeyTable};
 use plan::Plan;
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -38,46 +37,13 @@ pub struct FileView<'a> {
     pub generation: u64,
 }
 
-/// A merged family, ready to render.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Family {
-    /// The family name (a counter's without `_total`).
-    pub name: Arc<str>,
-    /// Help text.
-    pub help: Arc<str>,
-    /// Type.
-    pub typ: MetricType,
-    /// Samples, grouped by label set and sorted.
-    pub samples: Vec<Sample>,
-}
-
-/// A merged sample.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    /// The sample name, e.g. `lat_seconds_bucket`.
-    pub name: Arc<str>,
-    /// Labels from the key, sorted by name.
-    pub labels: LabelSet,
-    /// The `pid` label of a per-process gauge series; it replaces a `pid` in `labels`.
-    pub pid: Option<Arc<str>>,
-    /// The `le` bound of a histogram bucket.
-    pub le: Option<f64>,
-    /// The value.
-    pub value: f64,
-    /// `name{labels}` as rendered with the default (`underscores`) escaping, kept by the
-    /// merge plan so a steady pass spells only values; `None` means render it.
-    pub prefix: Option<Arc<str>>,
-}
-
-/// A problem met while merging, for the file at this position of the input.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MergeIssue {
-    /// Index into the input files.
-    pub file: usize,
-    /// Category.
-    pub reason: Reason,
-    /// What was wrong.
-    pub detail: String,
+/// What a merge produced.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// Families sorted by name, samples grouped by label set and sorted.
+    pub families: Vec<Family>,
+    /// Problems met while merging, by position of the file in the input.
+    pub problems: Vec<(usize, FileProblem)>,
 }
 
 /// The accumulation slot of one output sample.
@@ -91,32 +57,33 @@ struct Slot {
 
 const NO_PID: u32 = u32::MAX;
 
-/// Merges `files` (in the order given, which callers make sorted by name).
-pub fn merge(files: &[FileView<'_>], keys: &KeyTable) -> (Vec<Family>, Vec<MergeIssue>) {
-    Plan::build(files, keys).execute(files)
-}
-
 /// A merger that keeps its plan between passes over the same files.
 #[derive(Debug, Default)]
 pub struct Merger {
     plan: Option<Plan>,
+    builds: u64,
 }
 
 impl Merger {
-    /// Merges `files`, rebuilding the plan only when they changed.
-    pub fn merge(
-        &mut self,
-        files: &[FileView<'_>],
-        keys: &KeyTable,
-    ) -> (Vec<Family>, Vec<MergeIssue>) {
+    /// Merges `files` (in the order given, which callers make sorted by name),
+    /// rebuilding the plan only when they changed.
+    pub fn merge(&mut self, files: &[FileView<'_>], keys: &KeyTable) -> Merged {
         let current = plan::signature(files);
-        if self.plan.as_ref().map(Plan::signature) != Some(&current) {
-            self.plan = Some(Plan::build(files, keys));
-        }
-        match &self.plan {
-            Some(plan) => plan.execute(files),
-            None => (Vec::new(), Vec::new()),
-        }
+        let plan = match self.plan.take() {
+            Some(plan) if *plan.signature() == current => plan,
+            _ => {
+                self.builds += 1;
+                Plan::build(files, keys)
+            }
+        };
+        let merged = plan.execute(files);
+        self.plan = Some(plan);
+        merged
+    }
+
+    /// How many plans were built: a steady pass builds none.
+    pub fn plans_built(&self) -> u64 {
+        self.builds
     }
 }
 

@@ -8,32 +8,16 @@
 //! output layout), and each pass only walks the values into the slots. A plan is rebuilt
 //! when a file appears, vanishes, is replaced, or gains entries.
 
-use super::sum::ExactSum;
-use super::{Family, FileView, MergeIssue, NO_PID, Sample, Slot, compare_samples};
-use crate::error::Reason;
-use crate::model::{FileKind, GaugeRule, MetricType};
-use crate::parse::index::{KeyTable, Le};
+use super::{FileView, Merged, NO_PID, Slot, compare_samples};
+use crate::fold::{Acc, Fold};
+use crate::model::{Family, FileKind, FileProblem, MetricType, Reason, Sample};
+use crate::parse::{KeyInfo, KeyTable, Le};
 use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
 /// Marks an entry that contributes nothing (a bucket with a bad `le`).
 const SKIP: u32 = u32::MAX;
-
-/// How the values of one slot combine, in file order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fold {
-    /// Exact sum.
-    Sum,
-    /// First value seeds; a strictly smaller one replaces it.
-    Min,
-    /// First value seeds; a strictly larger one replaces it.
-    Max,
-    /// The last value read wins.
-    Last,
-    /// The value with the strictly newest timestamp (from 0.0) wins.
-    Recent,
-}
 
 /// Where an output sample's value comes from.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +30,7 @@ enum Source {
     Count { group: u32 },
 }
 
+/// One family of the output layout.
 #[derive(Debug)]
 struct OutFamily {
     name: Arc<str>,
@@ -54,10 +39,6 @@ struct OutFamily {
     /// Sample templates in output order; their values are filled per pass.
     samples: Vec<(Sample, Source)>,
 }
-
-/// A histogram bucket group while planning: family, labels without `le`, pid file, and
-/// its (bound, slot) pairs in first-seen order.
-type GroupMeta = (u32, u32, u32, Vec<(f64, u32)>);
 
 /// Identifies what a plan was built from: per file, its index generation and how many
 /// entries were merged.
@@ -73,22 +54,38 @@ pub struct Plan {
     /// Per bucket group, its slots in ascending bound order.
     groups: Vec<Vec<u32>>,
     families: Vec<OutFamily>,
-    issues: Vec<MergeIssue>,
+    problems: Vec<(usize, FileProblem)>,
 }
 
-enum Acc {
-    Sum(ExactSum),
-    Value(Option<f64>),
-    Recent(Option<(f64, f64)>),
-}
-
-struct Building {
+/// What the files decide for one family: type and help from its first sighting, the
+/// gauge rule from the last gauge file that mentions it.
+struct FamilyRule {
     typ: MetricType,
     help: Arc<str>,
-    rule: Option<GaugeRule>,
+    /// `(per process, fold)` of the last gauge file's mode.
+    gauge: Option<(bool, Fold)>,
+    /// Output series of this family → slot.
     slots: FxHashMap<Slot, u32>,
-    /// (labels without `le`, pid file) → group index.
+    /// (labels without `le`, pid file) → bucket group.
     groups: FxHashMap<(u32, u32), u32>,
+}
+
+/// A histogram bucket group while planning.
+struct BucketGroup {
+    family: u32,
+    labels: u32,
+    pid_file: u32,
+    /// `(bound, slot)` in first-seen order.
+    bounds: Vec<(f64, u32)>,
+}
+
+/// The slots being allocated: one fold each, and what output each one feeds.
+#[derive(Default)]
+struct Slots {
+    folds: Vec<Fold>,
+    /// Per series slot: its family and output identity.
+    series: Vec<(u32, u32, Slot)>,
+    groups: Vec<BucketGroup>,
 }
 
 /// The signature of `files` (see [`Signature`]).
@@ -99,6 +96,15 @@ pub fn signature(files: &[FileView<'_>]) -> Signature {
         .collect()
 }
 
+/// The file index used for the `pid` label of a file's series, or [`NO_PID`].
+fn pid_file(fi: usize, f: &FileView<'_>) -> u32 {
+    if matches!(f.kind, FileKind::Gauge(_)) {
+        fi as u32
+    } else {
+        NO_PID
+    }
+}
+
 impl Plan {
     /// The signature this plan was built for.
     pub fn signature(&self) -> &Signature {
@@ -107,249 +113,42 @@ impl Plan {
 
     /// Decides everything for `files` (in merge order).
     pub fn build(files: &[FileView<'_>], keys: &KeyTable) -> Plan {
-        let mut states: FxHashMap<u32, Building> = FxHashMap::default();
-        // Type and help from the first sighting, gauge mode from the last gauge file.
-        for f in files {
-            for e in f.entries.iter().take(f.values.len()) {
-                let info = keys.info(e.key);
-                let st = states.entry(info.family).or_insert_with(|| Building {
-                    typ: f.kind.metric_type(),
-                    help: info.help.clone(),
-                    rule: None,
-                    slots: FxHashMap::default(),
-                    groups: FxHashMap::default(),
-                });
-                if let FileKind::Gauge(mode) = f.kind {
-                    st.rule = Some(mode.rule());
-                }
-            }
-        }
-        let mut folds: Vec<Fold> = Vec::new();
-        // Per slot: its family and output identity; per group: family, identity, bounds.
-        let mut slot_meta: Vec<(u32, u32, Slot)> = Vec::new();
-        let mut group_meta: Vec<GroupMeta> = Vec::new();
+        let mut rules = family_rules(files, keys);
+        let mut slots = Slots::default();
         let mut entry_slots = Vec::with_capacity(files.len());
-        let mut issues = Vec::new();
+        let mut problems = Vec::new();
         for (fi, f) in files.iter().enumerate() {
-            let pid_file = if matches!(f.kind, FileKind::Gauge(_)) {
-                fi as u32
-            } else {
-                NO_PID
-            };
-            let mut slots_here = Vec::with_capacity(f.entries.len().min(f.values.len()));
-            let mut bad_buckets = 0usize;
-            for e in f.entries.iter().take(f.values.len()) {
-                let info = keys.info(e.key);
-                let Some(st) = states.get_mut(&info.family) else {
-                    slots_here.push(SKIP);
-                    continue;
-                };
-                let mut new_slot = |slot: Slot, fold: Fold, st: &mut Building| -> u32 {
-                    *st.slots.entry(slot).or_insert_with(|| {
-                        folds.push(fold);
-                        let id = (folds.len() - 1) as u32;
-                        slot_meta.push((id, info.family, slot));
-                        id
-                    })
-                };
-                let gauge_rule =
-                    (st.typ == MetricType::Gauge).then(|| st.rule.unwrap_or(GaugeRule::PerPid));
-                let id = match gauge_rule {
-                    Some(GaugeRule::PerPid) => {
-                        let slot = Slot {
-                            name: info.name,
-                            labels: info.labels,
-                            pid_file,
-                        };
-                        new_slot(slot, Fold::Last, st)
-                    }
-                    Some(rule) => {
-                        let slot = Slot {
-                            name: info.name,
-                            labels: info.labels_no_pid,
-                            pid_file: NO_PID,
-                        };
-                        let fold = match rule {
-                            GaugeRule::Min => Fold::Min,
-                            GaugeRule::Max => Fold::Max,
-                            GaugeRule::Sum => Fold::Sum,
-                            GaugeRule::MostRecent => Fold::Recent,
-                            GaugeRule::PerPid => Fold::Last,
-                        };
-                        new_slot(slot, fold, st)
-                    }
-                    None if st.typ == MetricType::Histogram && info.le != Le::Absent => {
-                        let Le::Bound(bound) = info.le else {
-                            bad_buckets += 1;
-                            slots_here.push(SKIP);
-                            continue;
-                        };
-                        let g = *st
-                            .groups
-                            .entry((info.labels_no_le, pid_file))
-                            .or_insert_with(|| {
-                                group_meta.push((
-                                    info.family,
-                                    info.labels_no_le,
-                                    pid_file,
-                                    Vec::new(),
-                                ));
-                                (group_meta.len() - 1) as u32
-                            });
-                        let bounds = &mut group_meta[g as usize].3;
-                        // `==` as in a Python dict keyed by float: 0.0 and -0.0 merge, NaN never.
-                        match bounds.iter().find(|(b, _)| *b == bound) {
-                            Some(&(_, s)) => s,
-                            None => {
-                                folds.push(Fold::Sum);
-                                let s = (folds.len() - 1) as u32;
-                                bounds.push((bound, s));
-                                s
-                            }
-                        }
-                    }
-                    None => {
-                        let slot = Slot {
-                            name: info.name,
-                            labels: info.labels,
-                            pid_file,
-                        };
-                        new_slot(slot, Fold::Sum, st)
-                    }
-                };
-                slots_here.push(id);
-            }
+            let (here, bad_buckets) = slots.assign_file(fi, f, keys, &mut rules);
             if bad_buckets > 0 {
-                issues.push(MergeIssue {
-                    file: fi,
-                    reason: Reason::BadBucket,
-                    detail: format!(
-                        "skipped {bad_buckets} histogram bucket samples whose le label is not a number"
-                    ),
-                });
+                let detail = format!(
+                    "skipped {bad_buckets} histogram bucket samples whose le label is not a number"
+                );
+                problems.push((fi, FileProblem::new(Reason::BadBucket, detail)));
             }
-            entry_slots.push(slots_here);
+            entry_slots.push(here);
         }
-        // The output layout: templates per family, sorted once.
-        let pid_of = |pid_file: u32| -> Option<Arc<str>> {
-            (pid_file != NO_PID).then(|| files[pid_file as usize].pid_label.clone())
-        };
-        let mut templates: FxHashMap<u32, Vec<(Sample, Source)>> = FxHashMap::default();
-        for &(s, family, slot) in &slot_meta {
-            let sample = Sample {
-                name: keys.names.get(slot.name).clone(),
-                labels: keys.labelsets.get(slot.labels).clone(),
-                pid: pid_of(slot.pid_file),
-                le: None,
-                value: 0.0,
-                prefix: None,
-            };
-            templates
-                .entry(family)
-                .or_default()
-                .push((sample, Source::Slot(s)));
-        }
-        let mut groups = Vec::with_capacity(group_meta.len());
-        for (g, (family, labels, pid_file, mut bounds)) in group_meta.into_iter().enumerate() {
-            bounds.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal));
-            let fname = keys.families.get(family);
-            let bucket_name: Arc<str> = Arc::from(format!("{fname}_bucket"));
-            let labels = keys.labelsets.get(labels);
-            let pid = pid_of(pid_file);
-            let out = templates.entry(family).or_default();
-            for (i, (bound, _)) in bounds.iter().enumerate() {
-                let sample = Sample {
-                    name: bucket_name.clone(),
-                    labels: labels.clone(),
-                    pid: pid.clone(),
-                    le: Some(*bound),
-                    value: 0.0,
-                    prefix: None,
-                };
-                out.push((
-                    sample,
-                    Source::Bucket {
-                        group: g as u32,
-                        upto: i as u32,
-                    },
-                ));
-            }
-            let count = Sample {
-                name: Arc::from(format!("{fname}_count")),
-                labels: labels.clone(),
-                pid,
-                le: None,
-                value: 0.0,
-                prefix: None,
-            };
-            out.push((count, Source::Count { group: g as u32 }));
-            groups.push(bounds.into_iter().map(|(_, s)| s).collect());
-        }
-        let mut families: Vec<OutFamily> = states
-            .into_iter()
-            .map(|(family, st)| {
-                let mut samples = templates.remove(&family).unwrap_or_default();
-                samples.sort_by(|a, b| compare_samples(&a.0, &b.0));
-                for (template, _) in &mut samples {
-                    template.prefix = Some(crate::render::underscores_prefix(template));
-                }
-                OutFamily {
-                    name: keys.families.get(family).clone(),
-                    help: st.help,
-                    typ: st.typ,
-                    samples,
-                }
-            })
-            .collect();
-        families.sort_by(|a, b| a.name.cmp(&b.name));
+        let (families, groups) = slots.layout(files, keys, rules);
         Plan {
             signature: signature(files),
-            folds,
+            folds: slots.folds,
             entry_slots,
             groups,
             families,
-            issues,
+            problems,
         }
     }
 
     /// Folds the current values of `files` (the files the plan was built for).
-    pub fn execute(&self, files: &[FileView<'_>]) -> (Vec<Family>, Vec<MergeIssue>) {
-        let mut accs: Vec<Acc> = self
-            .folds
-            .iter()
-            .map(|f| match f {
-                Fold::Sum => Acc::Sum(ExactSum::new()),
-                Fold::Min | Fold::Max | Fold::Last => Acc::Value(None),
-                Fold::Recent => Acc::Recent(None),
-            })
-            .collect();
+    pub fn execute(&self, files: &[FileView<'_>]) -> Merged {
+        let mut accs: Vec<Acc> = self.folds.iter().map(|f| f.start()).collect();
         for (f, slots) in files.iter().zip(&self.entry_slots) {
             for (&slot, &(value, ts)) in slots.iter().zip(f.values) {
-                let Some(acc) = accs.get_mut(slot as usize) else {
-                    continue;
-                };
-                match (acc, self.folds[slot as usize]) {
-                    (Acc::Sum(s), _) => s.add(value),
-                    (Acc::Value(cur @ None), _) => *cur = Some(value),
-                    (Acc::Value(Some(cur)), Fold::Min) if value < *cur => *cur = value,
-                    (Acc::Value(Some(cur)), Fold::Max) if value > *cur => *cur = value,
-                    (Acc::Value(Some(cur)), Fold::Last) => *cur = value,
-                    (Acc::Value(_), _) => {}
-                    (Acc::Recent(best), _) => {
-                        if best.map_or(0.0, |(_, t)| t) < ts {
-                            *best = Some((value, ts));
-                        }
-                    }
+                if let Some(acc) = accs.get_mut(slot as usize) {
+                    acc.add(value, ts);
                 }
             }
         }
-        let slot_value = |s: u32| -> Option<f64> {
-            match &accs[s as usize] {
-                Acc::Sum(sum) => Some(sum.value()),
-                Acc::Value(v) => *v,
-                Acc::Recent(r) => r.map(|(v, _)| v),
-            }
-        };
+        let slot_value = |s: u32| accs[s as usize].value();
         // Running sums per bucket group, as the collector accumulates them.
         let cumulative: Vec<Vec<f64>> = self
             .groups
@@ -365,6 +164,11 @@ impl Plan {
                     .collect()
             })
             .collect();
+        let value_of = |source: Source| match source {
+            Source::Slot(s) => slot_value(s),
+            Source::Bucket { group, upto } => Some(cumulative[group as usize][upto as usize]),
+            Source::Count { group } => cumulative[group as usize].last().copied(),
+        };
         let families = self
             .families
             .iter()
@@ -376,13 +180,7 @@ impl Plan {
                     .samples
                     .iter()
                     .filter_map(|(template, source)| {
-                        let value = match *source {
-                            Source::Slot(s) => slot_value(s)?,
-                            Source::Bucket { group, upto } => {
-                                cumulative[group as usize][upto as usize]
-                            }
-                            Source::Count { group } => *cumulative[group as usize].last()?,
-                        };
+                        let value = value_of(*source)?;
                         Some(Sample {
                             value,
                             ..template.clone()
@@ -391,6 +189,242 @@ impl Plan {
                     .collect(),
             })
             .collect();
-        (families, self.issues.clone())
+        Merged {
+            families,
+            problems: self.problems.clone(),
+        }
     }
+}
+
+/// Type and help from the first sighting, gauge rule from the last gauge file.
+fn family_rules(files: &[FileView<'_>], keys: &KeyTable) -> FxHashMap<u32, FamilyRule> {
+    let mut rules: FxHashMap<u32, FamilyRule> = FxHashMap::default();
+    for f in files {
+        for e in f.entries.iter().take(f.values.len()) {
+            let info = keys.info(e.key);
+            let rule = rules.entry(info.family).or_insert_with(|| FamilyRule {
+                typ: f.kind.metric_type(),
+                help: info.help.clone(),
+                gauge: None,
+                slots: FxHashMap::default(),
+                groups: FxHashMap::default(),
+            });
+            if let FileKind::Gauge(mode) = f.kind {
+                rule.gauge = Some((mode.is_per_pid(), Fold::for_gauge(mode)));
+            }
+        }
+    }
+    rules
+}
+
+impl Slots {
+    /// The slots of every merged entry of file `fi`, and how many buckets were skipped.
+    fn assign_file(
+        &mut self,
+        fi: usize,
+        f: &FileView<'_>,
+        keys: &KeyTable,
+        rules: &mut FxHashMap<u32, FamilyRule>,
+    ) -> (Vec<u32>, usize) {
+        let pid_file = pid_file(fi, f);
+        let mut here = Vec::with_capacity(f.entries.len().min(f.values.len()));
+        let mut bad_buckets = 0usize;
+        for e in f.entries.iter().take(f.values.len()) {
+            let info = keys.info(e.key);
+            // Every family of these entries has a rule (`family_rules` saw them all).
+            let slot = match rules.get_mut(&info.family) {
+                Some(rule) => self.slot_of(info, pid_file, rule),
+                None => Some(SKIP),
+            };
+            bad_buckets += usize::from(slot.is_none());
+            here.push(slot.unwrap_or(SKIP));
+        }
+        (here, bad_buckets)
+    }
+
+    /// The slot an entry folds into; `None` for a bucket whose `le` is not a number.
+    fn slot_of(&mut self, info: &KeyInfo, pid_file: u32, rule: &mut FamilyRule) -> Option<u32> {
+        let per_file = Slot {
+            name: info.name,
+            labels: info.labels,
+            pid_file,
+        };
+        if rule.typ == MetricType::Gauge {
+            let (per_pid, fold) = rule.gauge.unwrap_or((true, Fold::Last));
+            let slot = if per_pid {
+                per_file
+            } else {
+                Slot {
+                    name: info.name,
+                    labels: info.labels_no_pid,
+                    pid_file: NO_PID,
+                }
+            };
+            return Some(self.series_slot(info.family, slot, fold, rule));
+        }
+        if rule.typ == MetricType::Histogram && info.le != Le::Absent {
+            let Le::Bound(bound) = info.le else {
+                return None;
+            };
+            return Some(self.bucket_slot(info, pid_file, bound, rule));
+        }
+        Some(self.series_slot(info.family, per_file, Fold::Sum, rule))
+    }
+
+    fn new_slot(&mut self, fold: Fold) -> u32 {
+        self.folds.push(fold);
+        (self.folds.len() - 1) as u32
+    }
+
+    fn series_slot(&mut self, family: u32, slot: Slot, fold: Fold, rule: &mut FamilyRule) -> u32 {
+        if let Some(&id) = rule.slots.get(&slot) {
+            return id;
+        }
+        let id = self.new_slot(fold);
+        self.series.push((id, family, slot));
+        rule.slots.insert(slot, id);
+        id
+    }
+
+    fn bucket_slot(
+        &mut self,
+        info: &KeyInfo,
+        pid_file: u32,
+        bound: f64,
+        rule: &mut FamilyRule,
+    ) -> u32 {
+        let groups = &mut self.groups;
+        let g = *rule
+            .groups
+            .entry((info.labels_no_le, pid_file))
+            .or_insert_with(|| {
+                groups.push(BucketGroup {
+                    family: info.family,
+                    labels: info.labels_no_le,
+                    pid_file,
+                    bounds: Vec::new(),
+                });
+                (groups.len() - 1) as u32
+            });
+        // `==` as in a Python dict keyed by float: 0.0 and -0.0 merge, NaN never.
+        let found = self.groups[g as usize]
+            .bounds
+            .iter()
+            .find(|(b, _)| *b == bound)
+            .map(|&(_, s)| s);
+        found.unwrap_or_else(|| {
+            let s = self.new_slot(Fold::Sum);
+            self.groups[g as usize].bounds.push((bound, s));
+            s
+        })
+    }
+
+    /// The sorted output layout, and each bucket group's slots in bound order.
+    fn layout(
+        &mut self,
+        files: &[FileView<'_>],
+        keys: &KeyTable,
+        rules: FxHashMap<u32, FamilyRule>,
+    ) -> (Vec<OutFamily>, Vec<Vec<u32>>) {
+        let pid_of = |pid_file: u32| -> Option<Arc<str>> {
+            (pid_file != NO_PID).then(|| files[pid_file as usize].pid_label.clone())
+        };
+        let mut templates: FxHashMap<u32, Vec<(Sample, Source)>> = FxHashMap::default();
+        for &(s, family, slot) in &self.series {
+            let sample = template(
+                keys.names.get(slot.name).clone(),
+                keys,
+                slot.labels,
+                pid_of(slot.pid_file),
+                None,
+            );
+            templates
+                .entry(family)
+                .or_default()
+                .push((sample, Source::Slot(s)));
+        }
+        let mut groups = Vec::with_capacity(self.groups.len());
+        for (g, group) in std::mem::take(&mut self.groups).into_iter().enumerate() {
+            let out = templates.entry(group.family).or_default();
+            groups.push(bucket_templates(g as u32, group, keys, pid_of, out));
+        }
+        let mut families: Vec<OutFamily> = rules
+            .into_iter()
+            .map(|(family, rule)| {
+                let mut samples = templates.remove(&family).unwrap_or_default();
+                samples.sort_by(|a, b| compare_samples(&a.0, &b.0));
+                for (template, _) in &mut samples {
+                    template.prefix = Some(crate::render::underscores_prefix(template));
+                }
+                OutFamily {
+                    name: keys.families.get(family).clone(),
+                    help: rule.help,
+                    typ: rule.typ,
+                    samples,
+                }
+            })
+            .collect();
+        families.sort_by(|a, b| a.name.cmp(&b.name));
+        (families, groups)
+    }
+}
+
+/// A sample template whose value is filled per pass.
+fn template(
+    name: Arc<str>,
+    keys: &KeyTable,
+    labels: u32,
+    pid: Option<Arc<str>>,
+    le: Option<f64>,
+) -> Sample {
+    Sample {
+        name,
+        labels: keys.labelsets.get(labels).clone(),
+        pid,
+        le,
+        value: 0.0,
+        prefix: None,
+    }
+}
+
+/// Appends the `_bucket` samples (ascending bounds) and the `_count` of group `g` to
+/// `out`; returns the group's slots in bound order.
+fn bucket_templates(
+    g: u32,
+    mut group: BucketGroup,
+    keys: &KeyTable,
+    pid_of: impl Fn(u32) -> Option<Arc<str>>,
+    out: &mut Vec<(Sample, Source)>,
+) -> Vec<u32> {
+    group
+        .bounds
+        .sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal));
+    let fname = keys.families.get(group.family);
+    let bucket_name: Arc<str> = Arc::from(format!("{fname}_bucket"));
+    let pid = pid_of(group.pid_file);
+    for (i, (bound, _)) in group.bounds.iter().enumerate() {
+        let sample = template(
+            bucket_name.clone(),
+            keys,
+            group.labels,
+            pid.clone(),
+            Some(*bound),
+        );
+        out.push((
+            sample,
+            Source::Bucket {
+                group: g,
+                upto: i as u32,
+            },
+        ));
+    }
+    let count = template(
+        Arc::from(format!("{fname}_count")),
+        keys,
+        group.labels,
+        pid,
+        None,
+    );
+    out.push((count, Source::Count { group: g }));
+    group.bounds.into_iter().map(|(_, s)| s).collect()
 }

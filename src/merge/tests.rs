@@ -2,9 +2,12 @@
 //! hand from prometheus_client's `_accumulate_metrics`.
 
 use crate::collect::Collector;
-use crate::merge::Family;
+use crate::model::Family;
 use crate::write::DbWriter;
+use std::collections::BTreeSet;
 use std::path::Path;
+
+const NONE_DEAD: &BTreeSet<String> = &BTreeSet::new();
 
 fn set(dir: &Path, file: &str, metric: &str, name: &str, labels: &[(&str, &str)], v: f64, ts: f64) {
     let mut w = DbWriter::open(&dir.join(file)).unwrap();
@@ -12,7 +15,7 @@ fn set(dir: &Path, file: &str, metric: &str, name: &str, labels: &[(&str, &str)]
 }
 
 fn families(dir: &Path) -> Vec<Family> {
-    Collector::new(dir).collect().unwrap().families
+    Collector::new(dir).collect(NONE_DEAD).unwrap().families
 }
 
 fn values(f: &Family) -> Vec<(String, Option<String>, f64)> {
@@ -123,22 +126,26 @@ fn cached_plan_follows_values_and_rebuilds_on_new_entries() {
         .unwrap();
     let mut g = DbWriter::open(&p.join("gauge_max_1.db")).unwrap();
     g.set_sample("g", "g", &[], "h", 5.0, 0.0).unwrap();
-    let first = c.collect().unwrap().families;
+    let first = c.collect(NONE_DEAD).unwrap().families;
     assert_eq!(values(&first[0]), vec![("c_total".into(), None, 1.0)]);
+    assert_eq!(c.plans_built(), 1);
     // Same entries, new values: the plan is reused and the values follow.
     w.set_sample("c", "c_total", &[("a", "1")], "h", 4.0, 0.0)
         .unwrap();
     g.set_sample("g", "g", &[], "h", 7.0, 0.0).unwrap();
-    let second = c.collect().unwrap().families;
+    let second = c.collect(NONE_DEAD).unwrap().families;
     assert_eq!(values(&second[0]), vec![("c_total".into(), None, 4.0)]);
     assert_eq!(values(&second[1]), vec![("g".into(), None, 7.0)]);
+    // Regression (issue 8): the reuse is observed, not assumed.
+    assert_eq!(c.plans_built(), 1, "a steady pass must reuse the plan");
     // A new entry and a new file: the plan is rebuilt.
     w.set_sample("c", "c_total", &[("a", "2")], "h", 2.0, 0.0)
         .unwrap();
     let mut w2 = DbWriter::open(&p.join("counter_2.db")).unwrap();
     w2.set_sample("c", "c_total", &[("a", "1")], "h", 10.0, 0.0)
         .unwrap();
-    let third = c.collect().unwrap().families;
+    let third = c.collect(NONE_DEAD).unwrap().families;
+    assert_eq!(c.plans_built(), 2, "new entries and files rebuild the plan");
     assert_eq!(
         values(&third[0]),
         vec![
@@ -152,6 +159,6 @@ fn cached_plan_follows_values_and_rebuilds_on_new_entries() {
     let mut w3 = DbWriter::open(&p.join("counter_2.db")).unwrap();
     w3.set_sample("c", "c_total", &[("a", "1")], "h", 1.0, 0.0)
         .unwrap();
-    let fourth = c.collect().unwrap().families;
+    let fourth = c.collect(NONE_DEAD).unwrap().families;
     assert_eq!(values(&fourth[0])[0].2, 5.0);
 }

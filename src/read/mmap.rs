@@ -20,9 +20,12 @@
 //! one pass, which would raise SIGBUS; prometheus_client never does that, and neither do
 //! we (our own rewrites replace files by rename, which leaves the mapped inode intact).
 
-use super::{FileId, HEADER_LEN, ReadError, open, read_at_most, read_header};
+use super::{FileId, ReadError, open, read_at_most, read_header};
+use crate::format::HEADER_LEN;
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// An open file and its current mapping.
 #[derive(Debug)]
@@ -44,6 +47,8 @@ pub struct View<'a> {
     pub used: Option<i32>,
     /// The file size checked for this pass.
     pub size: u64,
+    /// When the file's inode last changed (its creation, for a file never written).
+    pub changed: Option<SystemTime>,
 }
 
 impl MappedFile {
@@ -74,7 +79,11 @@ impl MappedFile {
     /// # Errors
     /// When the file cannot be examined or mapped.
     pub fn refresh(&mut self, limit: u64) -> Result<View<'_>, ReadError> {
-        let size = self.file.metadata().map_err(ReadError::Io)?.len();
+        let meta = self.file.metadata().map_err(ReadError::Io)?;
+        let size = meta.len();
+        let changed = u64::try_from(meta.ctime())
+            .ok()
+            .map(|s| UNIX_EPOCH + Duration::new(s, u32::try_from(meta.ctime_nsec()).unwrap_or(0)));
         let header = read_header(&self.file, size, limit)?;
         let Some((used, want)) = header.used else {
             self.map = None;
@@ -84,6 +93,7 @@ impl MappedFile {
                 len: header.got,
                 used: None,
                 size,
+                changed,
             });
         };
         let mapped = self.map.as_ref().map_or(0, |m| m.len());
@@ -111,6 +121,7 @@ impl MappedFile {
             len,
             used: Some(used),
             size,
+            changed,
         })
     }
 }
@@ -120,17 +131,17 @@ impl View<'_> {
     /// offsets; the bytes in between stay zero (untouched pages). Parsing works on this
     /// copy. It is read with `pread`, not through the mapping: a kernel copy takes no
     /// page faults, which matters for the first, full read of a file.
-    pub fn copy_out(&self, from: usize) -> Vec<u8> {
+    ///
+    /// # Errors
+    /// When `pread` fails (an I/O error on the file): nothing of this read is usable.
+    pub fn copy_out(&self, from: usize) -> Result<Vec<u8>, ReadError> {
         let to = self.len;
         let mut buf = vec![0u8; to];
         let header = HEADER_LEN.min(to);
         let from = from.max(header).min(to);
-        let ok = read_at_most(self.file, &mut buf[..header], 0).is_ok()
-            && read_at_most(self.file, &mut buf[from..], from as u64).is_ok();
-        if !ok {
-            buf.clear();
-        }
-        buf
+        read_at_most(self.file, &mut buf[..header], 0).map_err(ReadError::Io)?;
+        read_at_most(self.file, &mut buf[from..], from as u64).map_err(ReadError::Io)?;
+        Ok(buf)
     }
 
     /// Loads the `(value, timestamp)` pair at `offset`, if it lies within the readable
@@ -169,12 +180,12 @@ mod tests {
         w.set("[\"a\", \"a_total\", {}, \"\"]", 1.5, 0.0).unwrap();
         let mut m = MappedFile::open(&path).unwrap();
         let v = m.refresh(u64::MAX).unwrap();
-        let used = HEADER_LEN + crate::parse::entry_len(25, 16);
+        let used = HEADER_LEN + crate::format::entry_len(25, 16);
         assert_eq!(v.used, Some(used as i32));
         assert_eq!(v.len, used);
-        let bytes = v.copy_out(HEADER_LEN);
+        let bytes = v.copy_out(HEADER_LEN).unwrap();
         assert_eq!(&bytes[..4], &(used as i32).to_ne_bytes());
-        let e = crate::parse::walk(&bytes, 8, bytes.len(), 16)
+        let e = crate::format::walk(&bytes, 8, bytes.len(), 16)
             .next()
             .unwrap()
             .unwrap();

@@ -10,7 +10,8 @@
 //!
 //! Bad input: everything is reported as a [`ReadError`] for this file alone.
 
-use crate::error::Reason;
+use crate::format::{self, HEADER_LEN};
+use crate::model::{FileProblem, Reason};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -20,9 +21,6 @@ use thiserror::Error;
 
 #[allow(unsafe_code)]
 pub mod mmap;
-
-/// The header: an `i32` `used` (native byte order) and four bytes of padding.
-pub const HEADER_LEN: usize = 8;
 
 /// Reading one file failed; nothing of it can be used.
 #[derive(Debug, Error)]
@@ -50,6 +48,12 @@ impl ReadError {
             ReadError::NotRegular => Reason::NotRegular,
             ReadError::Io(_) => Reason::Unreadable,
         }
+    }
+}
+
+impl From<ReadError> for FileProblem {
+    fn from(err: ReadError) -> FileProblem {
+        FileProblem::new(err.reason(), err.to_string())
     }
 }
 
@@ -169,7 +173,7 @@ pub(crate) fn read_header(file: &File, size: u64, limit: u64) -> Result<Header, 
             used: None,
         });
     }
-    let used = i32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let used = format::used(&bytes).unwrap_or(0);
     let want = u64::try_from(used.max(0))
         .unwrap_or(0)
         .min(size)

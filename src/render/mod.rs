@@ -6,29 +6,61 @@
 //! `a:b` becomes `a_b` in sample lines while its `# TYPE` line says `a:b`, which no
 //! parser can reconcile; we keep metric-name rules for both.
 //!
-//! Writing goes into one reused `String` with our own escaping ([`escape`]) and number
-//! spelling ([`float`]); nothing here allocates per sample.
+//! One file per format ([`text`], [`openmetrics`]) writes what differs (the HELP and TYPE
+//! lines, the end marker); sample lines are common ([`sample`]). [`Format`] names a
+//! format with its version and escaping, and is the only place that spells a
+//! `Content-Type`. Writing goes into one reused `String` with our own escaping
+//! ([`escape`]) and number spelling ([`float`]); nothing here allocates per sample.
+//!
+//! Render depends on [`crate::model`] only.
 
 pub mod escape;
 pub mod float;
+pub mod openmetrics;
+mod sample;
+pub mod text;
 
-use crate::merge::{Family, Sample};
-use crate::model::MetricType;
+use crate::model::Family;
 use escape::Escaping;
-use std::sync::Arc;
 
-/// An exposition format.
+pub use sample::underscores_prefix;
+
+/// The version of OpenMetrics a scraper asked for; both are written alike (0.0.1 is
+/// what Prometheus before 2.x calls the same text), and echoed in `Content-Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OmVersion {
+    /// `version=1.0.0`.
+    V1_0_0,
+    /// `version=0.0.1`.
+    V0_0_1,
+}
+
+impl OmVersion {
+    /// The `version=` parameter value.
+    pub fn as_param(self) -> &'static str {
+        match self {
+            OmVersion::V1_0_0 => "1.0.0",
+            OmVersion::V0_0_1 => "0.0.1",
+        }
+    }
+}
+
+/// An exposition format: media type, version and name escaping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
     /// `text/plain; version=0.0.4`: legacy names only (escaped with underscores).
     Text004,
     /// `text/plain; version=1.0.0; escaping=...`.
     Text1(Escaping),
-    /// `application/openmetrics-text; version=1.0.0` (also served for 0.0.1).
-    OpenMetrics(Escaping),
+    /// `application/openmetrics-text; version=...; escaping=...`.
+    OpenMetrics(OmVersion, Escaping),
 }
 
 impl Format {
+    /// OpenMetrics 1.0.0 with the default escaping, as `render --format openmetrics`
+    /// prints it.
+    pub const OPENMETRICS: Format = Format::OpenMetrics(OmVersion::V1_0_0, Escaping::Underscores);
+
     /// The `Content-Type` of a response in this format.
     pub fn content_type(self) -> String {
         match self {
@@ -37,146 +69,37 @@ impl Format {
                 "text/plain; version=1.0.0; charset=utf-8; escaping={}",
                 e.as_param()
             ),
-            Format::OpenMetrics(e) => format!(
-                "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping={}",
+            Format::OpenMetrics(v, e) => format!(
+                "application/openmetrics-text; version={}; charset=utf-8; escaping={}",
+                v.as_param(),
                 e.as_param()
             ),
         }
     }
 
-    fn escaping(self) -> Escaping {
+    /// How names outside the legacy character set are written.
+    pub fn escaping(self) -> Escaping {
         match self {
             Format::Text004 => Escaping::Underscores,
-            Format::Text1(e) | Format::OpenMetrics(e) => e,
+            Format::Text1(e) | Format::OpenMetrics(_, e) => e,
         }
     }
 }
 
 /// Appends the exposition of `families` to `out`. OpenMetrics output ends with `# EOF`.
 pub fn render(families: &[Family], format: Format, out: &mut String) {
-    for family in families {
-        render_family(family, format, out);
-    }
-    if matches!(format, Format::OpenMetrics(_)) {
-        out.push_str("# EOF\n");
-    }
-}
-
-/// Appends one family (HELP, TYPE and samples). No `# EOF`.
-pub fn render_family(family: &Family, format: Format, out: &mut String) {
     let escaping = format.escaping();
-    let om = matches!(format, Format::OpenMetrics(_));
-    let counter_text = !om && family.typ == MetricType::Counter;
-    let type_name = match (om, family.typ) {
-        (false, MetricType::Unknown) => "untyped",
-        (_, t) => t.as_str(),
-    };
-    for line in ["# HELP ", "# TYPE "] {
-        out.push_str(line);
-        if counter_text {
-            let full = format!("{}_total", family.name);
-            escape::push_metric_name(out, &full, escaping);
-        } else {
-            escape::push_metric_name(out, &family.name, escaping);
-        }
-        out.push(' ');
-        if line == "# HELP " {
-            if om {
-                escape::push_help_openmetrics(out, &family.help);
-            } else {
-                escape::push_help_text(out, &family.help);
-            }
-        } else {
-            out.push_str(type_name);
-        }
-        out.push('\n');
-    }
-    for sample in &family.samples {
-        push_sample(out, sample, escaping);
-    }
-}
-
-/// One sample line: `name{labels} value`, or `{"name",labels} value` for a UTF-8 name
-/// under `allow-utf-8`.
-fn push_sample(out: &mut String, s: &Sample, escaping: Escaping) {
-    match &s.prefix {
-        Some(prefix) if escaping == Escaping::Underscores => out.push_str(prefix),
-        _ => push_prefix(out, s, escaping),
-    }
-    out.push(' ');
-    float::push_go(out, s.value);
-    out.push('\n');
-}
-
-/// `name{labels}` of a sample under `underscores` escaping, for [`Sample::prefix`].
-pub fn underscores_prefix(s: &Sample) -> Arc<str> {
-    let mut out = String::new();
-    push_prefix(&mut out, s, Escaping::Underscores);
-    Arc::from(out)
-}
-
-/// Everything of a sample line before the value.
-fn push_prefix(out: &mut String, s: &Sample, escaping: Escaping) {
-    let quoted_name = escaping == Escaping::AllowUtf8 && !escape::is_legacy_metric_name(&s.name);
-    let has_labels = !s.labels.is_empty() || s.pid.is_some() || s.le.is_some();
-    if quoted_name {
-        out.push_str("{\"");
-        escape::push_quoted_content(out, &s.name);
-        out.push('"');
-        if has_labels {
-            out.push(',');
-        }
-    } else {
-        escape::push_metric_name(out, &s.name, escaping);
-        if has_labels {
-            out.push('{');
-        }
-    }
-    if has_labels {
-        push_labels(out, s, escaping);
-    }
-    if has_labels || quoted_name {
-        out.push('}');
-    }
-}
-
-/// Labels in name order, with the sample's `le` and `pid` placed where they sort; the
-/// file's `pid` replaces a `pid` label of the key, as in prometheus_client.
-fn push_labels(out: &mut String, s: &Sample, escaping: Escaping) {
-    let mut le_buf = String::new();
-    let le = s.le.map(|b| {
-        float::push_go(&mut le_buf, b);
-        ("le", le_buf.as_str())
-    });
-    let pid = s.pid.as_deref().map(|p| ("pid", p));
-    let mut extras = [le, pid].into_iter().flatten().peekable();
-    let mut first = true;
-    let mut emit = |out: &mut String, name: &str, value: &str| {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        escape::push_label_name(out, name, escaping);
-        out.push_str("=\"");
-        escape::push_quoted_content(out, value);
-        out.push('"');
-    };
-    for (name, value) in s.labels.iter() {
-        let name: &str = name;
-        if (s.pid.is_some() && name == "pid") || (s.le.is_some() && name == "le") {
-            continue;
-        }
-        while let Some(&(extra, v)) = extras.peek() {
-            if extra < name {
-                emit(out, extra, v);
-                extras.next();
-            } else {
-                break;
+    match format {
+        Format::Text004 | Format::Text1(_) => {
+            for family in families {
+                text::push_family(out, family, escaping);
             }
         }
-        emit(out, name, value);
-    }
-    for (extra, v) in extras {
-        emit(out, extra, v);
+        Format::OpenMetrics(..) => {
+            for family in families {
+                openmetrics::push_family(out, family, escaping);
+            }
+            openmetrics::push_end(out);
+        }
     }
 }

@@ -4,27 +4,69 @@
 //! response never reflects the directory as it was before the request; scrapes that
 //! arrive while a pass runs wait for the next one, which one of them starts. Fifty
 //! concurrent scrapes therefore cost about two passes. Each pass renders and compresses
-//! each requested format once, shared by every scrape that waits on it.
+//! each requested body (format, compression, `name[]` filter) once, shared by every
+//! scrape that waits on it.
+//!
+//! A pass that cannot read the directory still answers: the self-metrics alone, with
+//! `multiproc_exporter_ready 0`. A pass or a render that panics answers no body: the
+//! scrape gets a 500 naming the stage, the failure is counted, and the collector starts
+//! over from the files (which cannot lower a counter: the files hold the totals).
 
-use crate::collect::Collector;
-use crate::error::{FileIssue, Reason};
-use crate::merge::Family;
+use super::Pipeline;
+use crate::collect::{Collector, Pass};
+use crate::model::{Family, FileIssue, Reason};
 use crate::render::{self, Format};
-use crate::scan::ScanError;
 use crate::selfmetrics::SelfMetrics;
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use thiserror::Error;
 use tokio::sync::OnceCell;
 
 /// How often the same problem with the same file is logged again.
 const LOG_EVERY: Duration = Duration::from_secs(600);
 
-/// Bodies of one pass by (format, gzip), each rendered by the first scrape that asks.
-type Bodies = HashMap<(Format, bool), Arc<OnceCell<Bytes>>>;
+/// At most this many distinct `name[]` filters are cached per pass; more are rendered
+/// for their scrape alone, so a client cannot make a pass hold unbounded bodies.
+const MAX_FILTERED_BODIES: usize = 16;
+
+/// What selects one body of a pass.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BodyKey {
+    /// Exposition format.
+    pub format: Format,
+    /// gzip-compressed.
+    pub gzip: bool,
+    /// Only samples with these names (`name[]=`), if given.
+    pub names: Option<Vec<String>>,
+}
+
+/// A scrape that could not be produced.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ScrapeError {
+    /// Reading and merging the directory panicked.
+    #[error("merging the directory failed: {0}")]
+    Collect(String),
+    /// Rendering the merged families panicked.
+    #[error("rendering the exposition failed: {0}")]
+    Render(String),
+}
+
+impl ScrapeError {
+    /// The stage label of `multiproc_exporter_scrape_failures_total`.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            ScrapeError::Collect(_) => "collect",
+            ScrapeError::Render(_) => "render",
+        }
+    }
+}
+
+type Body = Result<Bytes, ScrapeError>;
 
 /// One finished pass and the bodies rendered from it.
 #[derive(Debug)]
@@ -33,32 +75,63 @@ pub struct Scrape {
     pub started: Instant,
     /// Merged families followed by the self-metrics.
     pub families: Arc<Vec<Family>>,
-    bodies: Mutex<Bodies>,
+    bodies: Mutex<HashMap<BodyKey, Arc<OnceCell<Bytes>>>>,
 }
 
 impl Scrape {
-    /// The body in `format`, gzip-compressed if `gzip`, rendered once per pass.
-    pub async fn body(&self, format: Format, gzip: bool) -> Bytes {
+    fn new(started: Instant, families: Vec<Family>) -> Scrape {
+        Scrape {
+            started,
+            families: Arc::new(families),
+            bodies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The body for `key`, rendered once per pass (filtered bodies up to a bound).
+    ///
+    /// # Errors
+    /// When rendering panicked; nothing is cached then.
+    pub async fn body(&self, key: BodyKey) -> Body {
         let cell = {
             let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
-            bodies.entry((format, gzip)).or_default().clone()
+            let filtered = bodies.keys().filter(|k| k.names.is_some()).count();
+            if key.names.is_some() && filtered >= MAX_FILTERED_BODIES && !bodies.contains_key(&key)
+            {
+                Arc::new(OnceCell::new())
+            } else {
+                bodies.entry(key.clone()).or_default().clone()
+            }
         };
         let families = self.families.clone();
-        cell.get_or_init(|| async move {
-            tokio::task::spawn_blocking(move || encode(&families, format, gzip, None))
+        cell.get_or_try_init(|| async move {
+            tokio::task::spawn_blocking(move || encode(&families, &key))
                 .await
-                .unwrap_or_default()
+                .map_err(|join| ScrapeError::Render(panic_message(join)))
         })
         .await
-        .clone()
+        .cloned()
     }
 }
 
-/// Renders `families` (only samples named in `names`, if given) and compresses.
-pub fn encode(families: &[Family], format: Format, gzip: bool, names: Option<&[String]>) -> Bytes {
+/// The text of a task's panic.
+fn panic_message(join: tokio::task::JoinError) -> String {
+    if !join.is_panic() {
+        return "cancelled".to_owned();
+    }
+    let payload = join.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
+}
+
+/// Renders `families` (only samples named in the key's filter, if any) and compresses.
+pub fn encode(families: &[Family], key: &BodyKey) -> Bytes {
+    crate::testpoint::panic("render");
     let mut text = String::with_capacity(families.iter().map(|f| f.samples.len() * 80 + 64).sum());
-    match names {
-        None => render::render(families, format, &mut text),
+    match &key.names {
+        None => render::render(families, key.format, &mut text),
         Some(names) => {
             let filtered: Vec<Family> = families
                 .iter()
@@ -75,10 +148,10 @@ pub fn encode(families: &[Family], format: Format, gzip: bool, names: Option<&[S
                     })
                 })
                 .collect();
-            render::render(&filtered, format, &mut text);
+            render::render(&filtered, key.format, &mut text);
         }
     }
-    if !gzip {
+    if !key.gzip {
         return Bytes::from(text);
     }
     let mut enc = flate2::write::GzEncoder::new(
@@ -94,37 +167,36 @@ pub fn encode(families: &[Family], format: Format, gzip: bool, names: Option<&[S
 #[derive(Debug)]
 pub struct Flight {
     dir: std::path::PathBuf,
-    collector: Arc<Mutex<Collector>>,
-    latest: tokio::sync::Mutex<Option<Arc<Scrape>>>,
-    /// The newest finished pass, readable without waiting (for timeouts and readiness).
-    last_done: Mutex<Option<Arc<Scrape>>>,
+    pipeline: Arc<Mutex<Pipeline>>,
+    /// Held while a pass runs: the scrapes that wait on it share the next one.
+    gate: tokio::sync::Mutex<()>,
+    /// The newest finished pass, readable without waiting (for timeouts).
+    latest: Mutex<Option<Arc<Scrape>>>,
     ready: AtomicBool,
+    /// Why the directory could not be read at the last pass, if it could not.
+    unready: Mutex<Option<String>>,
     metrics: Arc<SelfMetrics>,
-    logged: Mutex<HashMap<(String, Reason), Instant>>,
+    logged: Mutex<HashMap<(OsString, Reason), Instant>>,
 }
 
 impl Flight {
-    /// A flight over `collector`.
-    pub fn new(collector: Collector, metrics: Arc<SelfMetrics>) -> Flight {
+    /// A flight over `pipeline`.
+    pub(crate) fn new(pipeline: Pipeline, metrics: Arc<SelfMetrics>) -> Flight {
         Flight {
-            dir: collector.dir().to_owned(),
-            collector: Arc::new(Mutex::new(collector)),
-            latest: tokio::sync::Mutex::new(None),
-            last_done: Mutex::new(None),
+            dir: pipeline.collector.dir().to_owned(),
+            pipeline: Arc::new(Mutex::new(pipeline)),
+            gate: tokio::sync::Mutex::new(()),
+            latest: Mutex::new(None),
             ready: AtomicBool::new(false),
+            unready: Mutex::new(None),
             metrics,
             logged: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The collector, for the lifecycle task, which changes files only while holding it.
-    pub fn collector(&self) -> Arc<Mutex<Collector>> {
-        self.collector.clone()
-    }
-
-    /// The directory being served.
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
+    /// The pipeline, for the lifecycle task, which changes files only while holding it.
+    pub(crate) fn pipeline(&self) -> Arc<Mutex<Pipeline>> {
+        self.pipeline.clone()
     }
 
     /// Whether the directory has been read in full and is readable.
@@ -132,9 +204,17 @@ impl Flight {
         self.ready.load(Ordering::Relaxed)
     }
 
+    /// Why the sidecar is not ready, if a pass said so.
+    pub fn unready_reason(&self) -> Option<String> {
+        self.unready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The newest finished pass, if any.
     pub fn last_done(&self) -> Option<Arc<Scrape>> {
-        self.last_done
+        self.latest
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -143,63 +223,77 @@ impl Flight {
     /// A pass that started at or after `arrived`, running one if needed.
     ///
     /// # Errors
-    /// When the directory cannot be listed.
-    pub async fn get(&self, arrived: Instant) -> Result<Arc<Scrape>, Arc<ScanError>> {
-        let mut latest = self.latest.lock().await;
-        if let Some(s) = latest.as_ref().filter(|s| s.started >= arrived) {
-            return Ok(s.clone());
+    /// When the pass panicked.
+    pub async fn get(&self, arrived: Instant) -> Result<Arc<Scrape>, ScrapeError> {
+        let _gate = self.gate.lock().await;
+        if let Some(s) = self.last_done().filter(|s| s.started >= arrived) {
+            return Ok(s);
         }
         let started = Instant::now();
-        let collector = self.collector.clone();
+        let pipeline = self.pipeline.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let mut c = collector.lock().unwrap_or_else(|e| e.into_inner());
-            c.collect()
+            let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
+            let Pipeline {
+                collector,
+                lifecycle,
+                ..
+            } = &mut *p;
+            crate::testpoint::panic("collect");
+            collector.collect(lifecycle.dead_pids())
         })
         .await;
-        let pass = match joined {
-            Ok(Ok(pass)) => pass,
+        let (pass, ready) = match joined {
+            Ok(Ok(pass)) => (pass, true),
             Ok(Err(err)) => {
                 self.metrics.merge_failed();
-                self.ready.store(false, Ordering::Relaxed);
-                return Err(Arc::new(err));
+                *self.unready.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
+                (Pass::default(), false)
             }
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
+            Err(join) => return Err(self.collect_panicked(join)),
         };
-        self.metrics.merged(started.elapsed(), &pass);
-        self.log_issues(&pass.issues);
-        self.ready.store(true, Ordering::Relaxed);
+        if ready {
+            self.metrics.merged(started.elapsed(), &pass);
+            self.log_issues(&pass.issues);
+            *self.unready.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        self.ready.store(ready, Ordering::Relaxed);
         // Self-metrics describe the pass, so they are made first; then the merged
         // families are moved, not copied.
-        let own = self.metrics.families(&pass, true);
+        let own = self.metrics.families(&pass, ready);
         let mut families = pass.families;
         families.extend(own);
-        let scrape = Arc::new(Scrape {
-            started,
-            families: Arc::new(families),
-            bodies: Mutex::new(HashMap::new()),
-        });
-        *latest = Some(scrape.clone());
-        *self.last_done.lock().unwrap_or_else(|e| e.into_inner()) = Some(scrape.clone());
+        let scrape = Arc::new(Scrape::new(started, families));
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(scrape.clone());
         Ok(scrape)
+    }
+
+    /// Counts and logs a panicked pass and starts the collector over from the files.
+    fn collect_panicked(&self, join: tokio::task::JoinError) -> ScrapeError {
+        let err = ScrapeError::Collect(panic_message(join));
+        self.metrics.scrape_failed(err.stage());
+        tracing::error!(error = %err, "a merge pass failed; reading the directory afresh");
+        let mut p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = p.file_limit;
+        p.collector = Collector::new(&self.dir).with_file_limit(limit);
+        err
     }
 
     /// Logs each (file, reason) at most once per [`LOG_EVERY`].
     fn log_issues(&self, issues: &[FileIssue]) {
-        let dir = &self.dir;
         let now = Instant::now();
         let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
         logged.retain(|_, at| now.duration_since(*at) < LOG_EVERY);
         for issue in issues {
-            let key = (issue.file.clone(), issue.reason);
+            let key = (issue.file.clone(), issue.reason());
             if logged.contains_key(&key) {
                 continue;
             }
             logged.insert(key, now);
             tracing::warn!(
-                file = %dir.join(&issue.file).display(),
-                reason = issue.reason.as_str(),
+                file = %self.dir.join(&issue.file).display(),
+                reason = issue.reason().as_str(),
                 "{}",
-                issue.detail
+                issue.detail()
             );
         }
     }

@@ -7,6 +7,7 @@
 //! accepting, lets in-flight requests finish and gives up after a deadline.
 
 pub mod flight;
+mod lifecycle;
 pub mod negotiate;
 mod routes;
 
@@ -67,6 +68,17 @@ impl ServeConfig {
     }
 }
 
+/// What a merge pass and a lifecycle round both need, behind one lock: a round changes
+/// files only while no pass reads them, and a pass leaves out the live gauges of the pids
+/// the last round proved dead.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub(crate) collector: Collector,
+    pub(crate) lifecycle: Lifecycle,
+    /// The collector's per-file bound, to start it over after a failure.
+    pub(crate) file_limit: u64,
+}
+
 /// State shared by every connection.
 #[derive(Debug)]
 pub(crate) struct App {
@@ -86,24 +98,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let metrics = Arc::new(SelfMetrics::default());
-    let collector = Collector::new(&config.dir).with_file_limit(config.file_limit);
+    let pipeline = Pipeline {
+        collector: Collector::new(&config.dir).with_file_limit(config.file_limit),
+        lifecycle: Lifecycle::new(&config.dir, config.lifecycle.clone()),
+        file_limit: config.file_limit,
+    };
     let app = Arc::new(App {
-        flight: Flight::new(collector, metrics.clone()),
+        flight: Flight::new(pipeline, metrics.clone()),
         metrics,
         config: config.clone(),
     });
-    let lifecycle = Arc::new(std::sync::Mutex::new(Lifecycle::new(
-        &config.dir,
-        config.lifecycle.clone(),
-    )));
     // Finish a crashed compaction and clean a stale directory before the first scrape.
     let started = config.dir.is_dir();
     if started {
-        run_tick(&app, &lifecycle, true).await;
+        lifecycle::run_tick(&app, true).await;
     }
     let local = listener.local_addr()?;
     tracing::info!(address = %local, dir = %config.dir.display(), path = %config.telemetry_path, "listening");
-    let readiness = tokio::spawn(lifecycle_loop(app.clone(), lifecycle, started));
+    let background = tokio::spawn(lifecycle::run(app.clone(), started));
 
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
@@ -141,7 +153,7 @@ pub async fn run(
         });
     }
     drop(listener);
-    readiness.abort();
+    background.abort();
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("drained"),
@@ -150,106 +162,4 @@ pub async fn run(
         }
     }
     Ok(())
-}
-
-/// Runs one lifecycle round with the collector locked, so no merge pass sees it half done.
-async fn run_tick(app: &Arc<App>, lifecycle: &Arc<std::sync::Mutex<Lifecycle>>, at_start: bool) {
-    let collector = app.flight.collector();
-    let lifecycle = lifecycle.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let mut c = collector.lock().unwrap_or_else(|e| e.into_inner());
-        let mut l = lifecycle.lock().unwrap_or_else(|e| e.into_inner());
-        let report = l.tick(at_start);
-        c.set_dead_pids(l.dead_pids());
-        (report, l.evidence())
-    })
-    .await;
-    let Ok((report, evidence)) = done else {
-        return;
-    };
-    let mode = app.config.lifecycle.liveness.as_str();
-    match report {
-        Ok(report) => {
-            if report.wiped {
-                tracing::info!(
-                    removed = report.removed,
-                    "every writer in the directory was dead: cleaned the stale directory"
-                );
-            } else if report.absorbed > 0 || report.removed > 0 {
-                tracing::info!(
-                    dead = report.dead,
-                    absorbed = report.absorbed,
-                    removed = report.removed,
-                    "compacted dead writers"
-                );
-            }
-            if let Some((reason, detail)) = &report.skipped {
-                tracing::warn!(reason, "compaction skipped: {detail}");
-            }
-            app.metrics.lifecycle(&report, mode, evidence);
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "lifecycle round failed; will retry");
-            let report = crate::compact::Report {
-                skipped: Some(("error", err.to_string())),
-                ..Default::default()
-            };
-            app.metrics.lifecycle(&report, mode, evidence);
-        }
-    }
-}
-
-/// Runs the lifecycle every `dir_poll` or when the directory changes, and until the
-/// directory has been read once, tries to read it and says why not.
-async fn lifecycle_loop(
-    app: Arc<App>,
-    lifecycle: Arc<std::sync::Mutex<Lifecycle>>,
-    mut started: bool,
-) {
-    let (wake, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let mut watcher = None;
-    let mut said_missing = false;
-    let mut logged_mode = false;
-    loop {
-        if watcher.is_none() && app.config.dir.is_dir() {
-            watcher = crate::watch::watch(&app.config.dir, wake.clone())
-                .map_err(|e| tracing::debug!(error = %e, "no directory watch; the timer alone drives the lifecycle"))
-                .ok();
-        }
-        if app.config.dir.is_dir() {
-            run_tick(&app, &lifecycle, !started).await;
-            started = true;
-            if !logged_mode {
-                let evidence = lifecycle.lock().map(|l| l.evidence()).unwrap_or("none");
-                tracing::info!(
-                    mode = app.config.lifecycle.liveness.as_str(),
-                    evidence,
-                    compaction = app.config.lifecycle.compaction,
-                    "liveness"
-                );
-                logged_mode = true;
-            }
-        }
-        if !app.flight.is_ready() {
-            match app.flight.get(std::time::Instant::now()).await {
-                Ok(_) => tracing::info!(dir = %app.config.dir.display(), "directory read; ready"),
-                Err(err) => {
-                    if !said_missing {
-                        tracing::warn!(error = %err, "not ready; waiting for the directory");
-                        said_missing = true;
-                    }
-                }
-            }
-        } else {
-            said_missing = false;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(app.config.dir_poll) => {}
-            Some(()) = events.recv() => {
-                // Let a burst of events settle, then handle it in one round.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                while events.try_recv().is_ok() {}
-            }
-        }
-    }
 }

@@ -6,27 +6,13 @@
 //! are skipped; text 0.0.4 is the answer when nothing we support is ranked, because that
 //! is what every scraper and every human can read.
 
-use crate::render::Format;
 use crate::render::escape::Escaping;
+use crate::render::{Format, OmVersion};
 
-/// The chosen representation of `/metrics`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Negotiated {
-    /// How to render the body.
-    pub format: Format,
-    /// The `Content-Type` to send.
-    pub content_type: String,
-}
-
-struct Candidate {
-    q: f32,
-    format: Format,
-    om_version: &'static str,
-}
-
-/// Chooses the format for an `Accept` header (absent means anything).
-pub fn negotiate(accept: Option<&str>) -> Negotiated {
-    let mut best: Option<Candidate> = None;
+/// Chooses the format for an `Accept` header (absent means anything); the response's
+/// `Content-Type` is [`Format::content_type`] of the answer.
+pub fn negotiate(accept: Option<&str>) -> Format {
+    let mut best: Option<(f32, Format)> = None;
     for range in accept.unwrap_or("").split(',') {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
@@ -50,49 +36,23 @@ pub fn negotiate(accept: Option<&str>) -> Negotiated {
         }
         let choice = match (media.as_str(), version.as_deref()) {
             ("application/openmetrics-text", None | Some("1.0.0")) => {
-                Some((Format::OpenMetrics(escaping), "1.0.0"))
+                Some(Format::OpenMetrics(OmVersion::V1_0_0, escaping))
             }
             ("application/openmetrics-text", Some("0.0.1")) => {
-                Some((Format::OpenMetrics(escaping), "0.0.1"))
+                Some(Format::OpenMetrics(OmVersion::V0_0_1, escaping))
             }
-            ("text/plain", Some("1.0.0")) => Some((Format::Text1(escaping), "")),
-            ("text/plain", None | Some("0.0.4")) | ("text/*" | "*/*", _) => {
-                Some((Format::Text004, ""))
-            }
+            ("text/plain", Some("1.0.0")) => Some(Format::Text1(escaping)),
+            ("text/plain", None | Some("0.0.4")) | ("text/*" | "*/*", _) => Some(Format::Text004),
             _ => None,
         };
-        let Some((format, om_version)) = choice else {
+        let Some(format) = choice else {
             continue;
         };
-        let better = match &best {
-            None => true,
-            Some(b) => q > b.q,
-        };
-        if better {
-            best = Some(Candidate {
-                q,
-                format,
-                om_version,
-            });
+        if best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, format));
         }
     }
-    let chosen = best.unwrap_or(Candidate {
-        q: 0.0,
-        format: Format::Text004,
-        om_version: "",
-    });
-    let content_type = match chosen.format {
-        Format::OpenMetrics(e) => format!(
-            "application/openmetrics-text; version={}; charset=utf-8; escaping={}",
-            chosen.om_version,
-            e.as_param()
-        ),
-        other => other.content_type(),
-    };
-    Negotiated {
-        format: chosen.format,
-        content_type,
-    }
+    best.map_or(Format::Text004, |(_, format)| format)
 }
 
 /// Whether `Accept-Encoding` allows gzip (`gzip` or `*` with a non-zero q, and gzip not
@@ -121,7 +81,7 @@ mod tests {
     use super::*;
 
     fn ct(accept: &str) -> String {
-        negotiate(Some(accept)).content_type
+        negotiate(Some(accept)).content_type()
     }
 
     const OM_U: &str =
@@ -147,8 +107,11 @@ mod tests {
     fn prometheus_3_escaping() {
         let h = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
         let n = negotiate(Some(h));
-        assert_eq!(n.format, Format::OpenMetrics(Escaping::AllowUtf8));
-        assert!(n.content_type.ends_with("escaping=allow-utf-8"));
+        assert_eq!(
+            n,
+            Format::OpenMetrics(OmVersion::V1_0_0, Escaping::AllowUtf8)
+        );
+        assert!(n.content_type().ends_with("escaping=allow-utf-8"));
         let u = h.replace("allow-utf-8", "underscores");
         assert_eq!(ct(&u), OM_U);
     }
@@ -158,9 +121,9 @@ mod tests {
         let n = negotiate(Some(
             "text/plain;version=1.0.0;escaping=dots,application/openmetrics-text;q=0.5",
         ));
-        assert_eq!(n.format, Format::Text1(Escaping::Dots));
+        assert_eq!(n, Format::Text1(Escaping::Dots));
         assert_eq!(
-            n.content_type,
+            n.content_type(),
             "text/plain; version=1.0.0; charset=utf-8; escaping=dots"
         );
     }
@@ -179,7 +142,7 @@ mod tests {
         ] {
             assert_eq!(ct(h), text, "{h}");
         }
-        assert_eq!(negotiate(None).content_type, text);
+        assert_eq!(negotiate(None).content_type(), text);
     }
 
     #[test]

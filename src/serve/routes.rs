@@ -1,6 +1,7 @@
 //! The endpoints: the telemetry path, `/healthz`, `/readyz`, and a landing page.
 
 use super::App;
+use super::flight::{BodyKey, ScrapeError};
 use super::negotiate::{accepts_gzip, negotiate};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -33,17 +34,7 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
     } else if path == "/healthz" {
         text(StatusCode::OK, "ok\n")
     } else if path == "/readyz" {
-        if app.flight.is_ready() {
-            text(StatusCode::OK, "ready\n")
-        } else {
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!(
-                    "not ready: directory {} not read yet\n",
-                    app.config.dir.display()
-                ),
-            )
-        }
+        readyz(&app)
     } else {
         landing(&app)
     };
@@ -69,22 +60,40 @@ fn text(status: StatusCode, body: &str) -> Reply {
     r
 }
 
+fn readyz(app: &App) -> Reply {
+    if app.flight.is_ready() {
+        return text(StatusCode::OK, "ready\n");
+    }
+    let why = app
+        .flight
+        .unready_reason()
+        .unwrap_or_else(|| format!("directory {} not read yet", app.config.dir.display()));
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("not ready: {why}\n"),
+    )
+}
+
+/// The scrape's time budget from `X-Prometheus-Scrape-Timeout-Seconds`, less a margin
+/// to send the answer; absent, unparsable or absurd values mean no budget.
+fn scrape_budget(header: Option<&str>) -> Option<Duration> {
+    let secs = header?.trim().parse::<f64>().ok()?;
+    let budget = Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())?;
+    Some(budget.saturating_sub(TIMEOUT_MARGIN).max(TIMEOUT_MARGIN))
+}
+
 async fn metrics(app: &App, req: &Request<Incoming>) -> Reply {
     let arrived = Instant::now();
     app.metrics.request();
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let chosen = negotiate(header("accept"));
-    let gzip = accepts_gzip(header("accept-encoding"));
-    let names = name_filter(req.uri().query());
-    let budget = header("x-prometheus-scrape-timeout-seconds")
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(|s| {
-            Duration::from_secs_f64(s)
-                .saturating_sub(TIMEOUT_MARGIN)
-                .max(TIMEOUT_MARGIN)
-        });
-
+    let key = BodyKey {
+        format: negotiate(header("accept")),
+        gzip: accepts_gzip(header("accept-encoding")),
+        names: name_filter(req.uri().query()),
+    };
+    let budget = scrape_budget(header("x-prometheus-scrape-timeout-seconds"));
     let fresh = app.flight.get(arrived);
     let scrape = match budget {
         None => fresh.await,
@@ -105,38 +114,39 @@ async fn metrics(app: &App, req: &Request<Incoming>) -> Reply {
             }
         },
     };
-    let scrape = match scrape {
-        Ok(s) => s,
-        Err(err) => return text(StatusCode::SERVICE_UNAVAILABLE, &format!("{err}\n")),
+    let body = match scrape {
+        Ok(s) => s.body(key.clone()).await,
+        Err(err) => Err(err),
     };
-    let body = match &names {
-        None => scrape.body(chosen.format, gzip).await,
-        Some(names) => {
-            let families = scrape.families.clone();
-            let names = names.clone();
-            let format = chosen.format;
-            tokio::task::spawn_blocking(move || {
-                super::flight::encode(&families, format, gzip, Some(&names))
-            })
-            .await
-            .unwrap_or_default()
-        }
+    let body = match body {
+        Ok(body) => body,
+        Err(err) => return failed(app, &err),
     };
     app.metrics.served(body.len());
     let mut r = Response::new(Full::new(body.clone()));
     let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&chosen.content_type) {
+    if let Ok(v) = HeaderValue::from_str(&key.format.content_type()) {
         h.insert(header::CONTENT_TYPE, v);
     }
     h.insert(
         header::VARY,
         HeaderValue::from_static("Accept, Accept-Encoding"),
     );
-    if gzip {
+    if key.gzip {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     r
+}
+
+/// A scrape that could not be produced: 500 with the reason; counted (a failed pass is
+/// counted where it happened, a failed render here).
+fn failed(app: &App, err: &ScrapeError) -> Reply {
+    if matches!(err, ScrapeError::Render(_)) {
+        app.metrics.scrape_failed(err.stage());
+        tracing::error!(error = %err, "a scrape could not be rendered");
+    }
+    text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{err}\n"))
 }
 
 /// The `name[]=` values of the query string, as prometheus_client's handlers accept them
@@ -212,6 +222,20 @@ fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_issue_8_absurd_scrape_timeouts_mean_no_budget() {
+        assert_eq!(scrape_budget(None), None);
+        assert_eq!(scrape_budget(Some("1e20")), None);
+        assert_eq!(scrape_budget(Some("-1")), None);
+        assert_eq!(scrape_budget(Some("NaN")), None);
+        assert_eq!(scrape_budget(Some("0")), None);
+        assert_eq!(
+            scrape_budget(Some("10")),
+            Some(Duration::from_millis(9_750))
+        );
+        assert_eq!(scrape_budget(Some("0.1")), Some(TIMEOUT_MARGIN));
+    }
 
     #[test]
     fn name_filter_reads_prometheus_client_queries() {

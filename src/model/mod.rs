@@ -1,7 +1,16 @@
-//! Vocabulary shared by the pipeline stages: metric types and gauge modes.
+//! The vocabulary every stage speaks: what a file holds ([`FileKind`], [`GaugeMode`],
+//! [`MetricType`]), what the merge produces and render writes ([`Family`], [`Sample`]),
+//! and what can be wrong with one file ([`FileProblem`], [`FileIssue`], [`Reason`]).
 //!
-//! prometheus_client encodes both in the file name, so these types are decided by
-//! `scan` and carried through `merge` into `render`.
+//! It depends on nothing else in the crate, so any stage may use it without creating a
+//! cycle; the rules that act on these types live with their stage (the fold rules in
+//! `fold`, the file grammar in `scan`, the on-disk layout in `format`).
+
+mod family;
+mod problem;
+
+pub use family::{Family, LabelSet, Sample};
+pub use problem::{FileIssue, FileProblem, Reason};
 
 use std::fmt;
 
@@ -70,21 +79,6 @@ pub enum GaugeMode {
     Other(String),
 }
 
-/// The merge rule a gauge mode selects (live and non-live modes merge alike).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GaugeRule {
-    /// Keep each process's value, labelled with its pid.
-    PerPid,
-    /// Minimum.
-    Min,
-    /// Maximum.
-    Max,
-    /// Sum.
-    Sum,
-    /// Newest timestamp wins.
-    MostRecent,
-}
-
 impl GaugeMode {
     /// Every mode prometheus_client 0.26.0 defines, in its documentation order.
     pub const KNOWN: [GaugeMode; 10] = [
@@ -146,15 +140,13 @@ impl GaugeMode {
         )
     }
 
-    /// The merge rule of this mode.
-    pub fn rule(&self) -> GaugeRule {
-        match self {
-            GaugeMode::Min | GaugeMode::LiveMin => GaugeRule::Min,
-            GaugeMode::Max | GaugeMode::LiveMax => GaugeRule::Max,
-            GaugeMode::Sum | GaugeMode::LiveSum => GaugeRule::Sum,
-            GaugeMode::MostRecent | GaugeMode::LiveMostRecent => GaugeRule::MostRecent,
-            GaugeMode::All | GaugeMode::LiveAll | GaugeMode::Other(_) => GaugeRule::PerPid,
-        }
+    /// Whether each process keeps its own series, labelled `pid` (`all`, `liveall`, and
+    /// unknown tokens, which prometheus_client merges like `all`).
+    pub fn is_per_pid(&self) -> bool {
+        matches!(
+            self,
+            GaugeMode::All | GaugeMode::LiveAll | GaugeMode::Other(_)
+        )
     }
 }
 

@@ -1,10 +1,14 @@
 //! Why a file (or part of one) was not used, in a form that is both logged and counted.
 //!
-//! Every stage that can meet bad input reports a [`FileIssue`] instead of failing: one bad
-//! file must never cost the scrape. The [`Reason`] is a short, stable token because it
-//! becomes the `reason` label of `multiproc_exporter_file_errors_total`.
+//! Every stage that can meet bad input returns a [`FileProblem`] instead of failing: one
+//! bad file must never cost the scrape. The stage does not know (or need) the file's
+//! name; `collect` attaches it once, making a [`FileIssue`]. The [`Reason`] is a short,
+//! stable token because it becomes the `reason` label of
+//! `multiproc_exporter_file_errors_total`.
 
+use std::ffi::OsString;
 use std::fmt;
+use std::path::Path;
 
 /// The category of a problem with one file. Stable: used as a metric label value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,19 +105,68 @@ impl fmt::Display for Reason {
     }
 }
 
-/// One problem with one file: which file, what category, and what exactly was wrong.
+/// What is wrong with one file, as a stage finds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileIssue {
-    /// The file name inside the directory.
-    pub file: String,
+pub struct FileProblem {
     /// The category.
     pub reason: Reason,
     /// A sentence for humans: what was found, where (byte offsets) and what was kept.
     pub detail: String,
 }
 
+impl FileProblem {
+    /// A problem of category `reason`.
+    pub fn new(reason: Reason, detail: impl Into<String>) -> FileProblem {
+        FileProblem {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// The problem, attributed to the file `file` of the directory.
+    pub fn of(self, file: impl Into<OsString>) -> FileIssue {
+        FileIssue {
+            file: file.into(),
+            problem: self,
+        }
+    }
+}
+
+/// One problem with one file: which file (its name in the directory, as bytes: a name
+/// need not be UTF-8), and what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileIssue {
+    /// The file name inside the directory.
+    pub file: OsString,
+    /// What was wrong.
+    pub problem: FileProblem,
+}
+
+impl FileIssue {
+    /// The category.
+    pub fn reason(&self) -> Reason {
+        self.problem.reason
+    }
+
+    /// The sentence for humans.
+    pub fn detail(&self) -> &str {
+        &self.problem.detail
+    }
+
+    /// The file name, for display.
+    pub fn name(&self) -> std::path::Display<'_> {
+        Path::new(&self.file).display()
+    }
+}
+
 impl fmt::Display for FileIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} ({})", self.file, self.detail, self.reason)
+        write!(
+            f,
+            "{}: {} ({})",
+            self.name(),
+            self.problem.detail,
+            self.problem.reason
+        )
     }
 }
