@@ -73,6 +73,17 @@ pub struct ServeArgs {
         requires = "demo"
     )]
     pub demo_workers: usize,
+    /// Shortest lifetime of a --demo worker; each lives between it and 2.5 times it.
+    /// Hidden: tests shorten it to see many workers die and be compacted.
+    #[arg(
+        long = "demo.worker-lifetime",
+        value_name = "DURATION",
+        default_value = "8s",
+        value_parser = parse_duration,
+        hide = true,
+        requires = "demo"
+    )]
+    pub demo_worker_lifetime: Duration,
     /// Address to listen on: HOST:PORT, or :PORT for all interfaces.
     #[arg(
         long = "web.listen-address",

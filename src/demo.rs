@@ -3,12 +3,16 @@
 //!
 //! The pool is made of child processes of our own binary (`multiproc-exporter
 //! demo-worker`, hidden), started and reaped by a supervisor task the way Gunicorn's
-//! master does: each worker serves simulated requests for a while and exits (as with
+//! master does: each worker holds its liveness lock for its lifetime (what the shim's
+//! `post_fork` hook does), serves simulated requests for a while and exits (as with
 //! `max_requests`), the supervisor removes its live-gauge files (what
 //! `mark_process_dead` does) and starts a replacement. Workers write prometheus_client's
 //! file format through [`crate::write`], so the directory is exactly what a real pool
-//! would leave.
+//! with the shim would leave, and the sidecar's whole lifecycle shows: dead workers are
+//! proven dead by their released locks, their files compacted, the file count stays flat.
 
+use crate::liveness;
+use crate::model::GaugeMode;
 use crate::render::float;
 use crate::write::DbWriter;
 use std::io;
@@ -43,37 +47,55 @@ impl Drop for DemoPool {
 }
 
 /// Starts `workers` demo workers running `exe demo-worker` in a new temporary directory.
+/// Each lives between `lifetime` and 2.5 times it, so the workers do not all die at
+/// once, as in a pool recycling them after a number of requests.
 ///
 /// # Errors
 /// When the directory cannot be created.
-pub fn start(exe: PathBuf, workers: usize) -> io::Result<DemoPool> {
+pub fn start(exe: PathBuf, workers: usize, lifetime: Duration) -> io::Result<DemoPool> {
     let dir = tempfile::Builder::new()
         .prefix("multiproc-exporter-demo-")
         .tempdir()?;
     let path = dir.path().to_owned();
-    let supervisor = tokio::spawn(supervise(exe, path, workers.max(1)));
+    let supervisor = tokio::spawn(supervise(exe, path, workers.max(1), lifetime));
     Ok(DemoPool { dir, supervisor })
 }
 
-async fn supervise(exe: PathBuf, dir: PathBuf, workers: usize) {
+async fn supervise(exe: PathBuf, dir: PathBuf, workers: usize, lifetime: Duration) {
     // The set owns the children: aborting this task drops it, which kills them.
     let mut children = JoinSet::new();
     let mut seed = seed_from_time();
     for _ in 0..workers {
         seed = seed.wrapping_add(1);
-        spawn_worker(&mut children, &exe, &dir, seed);
+        spawn_worker(&mut children, &exe, &dir, seed, lifetime);
     }
     while let Some(exited) = children.join_next().await {
         if let Ok(pid) = exited {
             mark_dead(&dir, pid);
         }
         seed = seed.wrapping_add(1);
-        spawn_worker(&mut children, &exe, &dir, seed);
+        spawn_worker(&mut children, &exe, &dir, seed, lifetime);
     }
 }
 
-fn spawn_worker(children: &mut JoinSet<u32>, exe: &Path, dir: &Path, seed: u64) {
-    let lifetime_ms = 8_000 + seed.wrapping_mul(2_654_435_761) % 12_000;
+/// A worker's lifetime in milliseconds: between `base` and 2.5 times `base`, spread by
+/// `seed`.
+fn lifetime_ms(base: Duration, seed: u64) -> u64 {
+    let base = u64::try_from(base.as_millis())
+        .unwrap_or(u64::MAX / 4)
+        .max(1);
+    let spread = base.saturating_mul(3) / 2 + 1;
+    base.saturating_add(seed.wrapping_mul(2_654_435_761) % spread)
+}
+
+fn spawn_worker(
+    children: &mut JoinSet<u32>,
+    exe: &Path,
+    dir: &Path,
+    seed: u64,
+    lifetime: Duration,
+) {
+    let lifetime_ms = lifetime_ms(lifetime, seed);
     let child = tokio::process::Command::new(exe)
         .arg("demo-worker")
         .arg("--dir")
@@ -102,10 +124,12 @@ fn spawn_worker(children: &mut JoinSet<u32>, exe: &Path, dir: &Path, seed: u64) 
     });
 }
 
-/// What prometheus_client's `mark_process_dead` does: remove the live-gauge files.
+/// What prometheus_client's `mark_process_dead` does: remove the live-gauge files. The
+/// sidecar would remove them too once the released lock proves the death; a supervisor
+/// doing it at once makes the worker's live series vanish without waiting for a round.
 fn mark_dead(dir: &Path, pid: u32) {
-    for mode in ["liveall", "livesum", "livemin", "livemax", "livemostrecent"] {
-        let _ = std::fs::remove_file(dir.join(format!("gauge_{mode}_{pid}.db")));
+    for mode in GaugeMode::KNOWN.iter().filter(|m| m.is_live()) {
+        let _ = std::fs::remove_file(dir.join(format!("gauge_{}_{pid}.db", mode.token())));
     }
     tracing::debug!(pid, "demo worker exited; marked dead");
 }
@@ -146,11 +170,16 @@ pub fn worker_main(dir: &Path, seed: u64, lifetime: Duration) -> io::Result<()> 
 
 fn serve_requests(dir: &Path, seed: u64, lifetime: Duration) -> io::Result<()> {
     let pid = std::process::id();
+    // Taken before the first file exists and held until the process ends: the released
+    // lock is what proves this worker dead to the sidecar.
+    let _lock = liveness::hold_worker_lock(dir, pid)?;
     let open = |prefix: &str| DbWriter::open(&dir.join(format!("{prefix}_{pid}.db")));
     let mut counter = open("counter")?;
     let mut histogram = open("histogram")?;
     let mut in_progress = open("gauge_livesum")?;
-    let mut memory = open("gauge_all")?;
+    // `liveall`: one series per live worker, gone with the worker (with `all` the
+    // series of every dead pid would stay, as upstream keeps them by design).
+    let mut memory = open("gauge_liveall")?;
     let mut started = open("gauge_max")?;
     let mut last_request = open("gauge_mostrecent")?;
     let mut rng = Rng(seed | 1);
@@ -246,6 +275,10 @@ fn serve_requests(dir: &Path, seed: u64, lifetime: Duration) -> io::Result<()> {
             (40.0 + 20.0 * rng.unit()).round() * 1_048_576.0,
             0.0,
         )?;
+        // Idle time until the next simulated request, so that workers are not always
+        // busy and the in-progress sum moves between 0 and the number of workers.
+        let think = -0.08 * (1.0 - rng.unit()).ln();
+        std::thread::sleep(Duration::from_secs_f64(think.min(0.4)));
     }
     Ok(())
 }

@@ -3,11 +3,12 @@
 //! A writer counts as dead only on positive evidence; without evidence it is alive and
 //! nothing of it is touched. Two sources, strongest first:
 //!
-//! - **lock**: the shim holds an exclusive `flock` on `.multiproc-exporter-<pid>.lock`
-//!   for the worker's lifetime (created locked under a temporary name and renamed into
-//!   place, so a lock file under its final name is always held by its creator until it
-//!   dies). A successful non-blocking probe proves death. `flock` works across
-//!   containers and pid namespaces because they share the kernel and the inode.
+//! - **lock**: the shim (and each `--demo` worker, through [`hold_worker_lock`]) holds
+//!   an exclusive `flock` on `.multiproc-exporter-<pid>.lock` for the worker's lifetime
+//!   (created locked under a temporary name and renamed into place, so a lock file under
+//!   its final name is always held by its creator until it dies). A successful
+//!   non-blocking probe proves death. `flock` works across containers and pid
+//!   namespaces because they share the kernel and the inode.
 //! - **proc**: the sidecar shares the writers' pid namespace. `/proc/<pid>` absent (or
 //!   a zombie) proves death. A process under that pid that started after the file was
 //!   created, and does not map it, is a new process that reused the pid: the file's
@@ -30,6 +31,9 @@ use std::time::Duration;
 pub const LOCK_PREFIX: &str = ".multiproc-exporter-";
 /// Suffix of the per-worker lock files.
 pub const LOCK_SUFFIX: &str = ".lock";
+/// What follows a lock file's final name in the temporary name it is created under,
+/// before the creator's pid (`.multiproc-exporter-7.lock.tmp.7`).
+pub const LOCK_TMP_INFIX: &str = ".tmp.";
 
 /// How much later than a file's birth a process must have started to be a reuser of
 /// its pid: covers the coarse clocks of file timestamps and process start ticks.
@@ -112,6 +116,20 @@ pub fn lock_pid(name: &str) -> Option<&str> {
     (!pid.is_empty() && !pid.contains('.')).then_some(pid)
 }
 
+/// Whether `name` is a lock file still being created: `<lock name>.tmp.<creator pid>`.
+///
+/// Its creator locks it before writing it, so, like a lock under its final name, it is
+/// stale only once nobody holds it (its creator died before the rename); the
+/// stale-directory wipe treats both alike.
+pub fn is_lock_tmp(name: &str) -> bool {
+    name.rsplit_once(LOCK_TMP_INFIX)
+        .is_some_and(|(lock, creator)| {
+            lock_pid(lock).is_some()
+                && !creator.is_empty()
+                && creator.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
 /// The state of a lock file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockState {
@@ -125,10 +143,16 @@ pub enum LockState {
 
 /// Probes the lock of `pid` without blocking and without keeping it.
 pub fn probe_lock(dir: &Path, pid: &str) -> LockState {
+    probe_lock_at(&lock_path(dir, pid))
+}
+
+/// Probes the lock file at `path` (a final or a temporary lock name) without blocking
+/// and without keeping it.
+pub fn probe_lock_at(path: &Path) -> LockState {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(lock_path(dir, pid));
+        .open(path);
     let Ok(file) = file else {
         return LockState::Absent;
     };
@@ -300,6 +324,58 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// In a worker: takes its liveness lock, exactly as the shim's `hold_worker_lock` does,
+/// and returns the open file, which holds the lock until it is closed. Keep it for the
+/// process lifetime: the kernel releases the lock however the process ends, which is
+/// what lets [`probe_lock`] prove death.
+///
+/// The file is created and locked under a temporary name (`<final>.tmp.<our pid>`) and
+/// only then renamed into place, so a lock file under its final name is always held by
+/// its creator until it dies (a probe never catches it between creation and `flock`).
+/// Its content is the shim's JSON record: the pid, our pid namespace (so the sidecar can
+/// prove it shares it and use /proc evidence), our start time in clock ticks after boot,
+/// and the creation time; unknown values are `null`.
+///
+/// # Errors
+/// When the file cannot be created, locked, written or renamed; the temporary file is
+/// removed again.
+pub fn hold_worker_lock(dir: &Path, pid: u32) -> io::Result<File> {
+    use std::io::Write;
+    let final_path = lock_path(dir, &pid.to_string());
+    let tmp = dir.join(format!(
+        "{LOCK_PREFIX}{pid}{LOCK_SUFFIX}{LOCK_TMP_INFIX}{}",
+        std::process::id()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+    let null = || "null".to_owned();
+    let start_ticks = procfs::stat(None).ok().map(|s| s.start_ticks);
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    // Laid out as Python's json.dumps does, so both writers' records look alike.
+    let record = format!(
+        r#"{{"pid": {pid}, "pidns": {}, "start_ticks": {}, "created": {created:?}}}"#,
+        procfs::own_pid_namespace().map_or_else(null, |n| n.to_string()),
+        start_ticks.map_or_else(null, |t| t.to_string()),
+    );
+    let taken = file
+        .lock()
+        .and_then(|()| file.write_all(record.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, &final_path));
+    if let Err(err) = taken {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err);
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +395,43 @@ mod tests {
         assert_eq!(lock_pid(".multiproc-exporter-123.lock"), Some("123"));
         assert_eq!(lock_pid(".multiproc-exporter-.lock"), None);
         assert_eq!(lock_pid("counter_1.db"), None);
+    }
+
+    #[test]
+    fn lock_tmp_names() {
+        assert!(is_lock_tmp(".multiproc-exporter-12.lock.tmp.12"));
+        assert!(is_lock_tmp(".multiproc-exporter-w1.lock.tmp.99"));
+        assert!(!is_lock_tmp(".multiproc-exporter-12.lock"));
+        assert!(!is_lock_tmp(".multiproc-exporter-12.lock.tmp."));
+        assert!(!is_lock_tmp(".multiproc-exporter-12.lock.tmp.x"));
+        assert!(!is_lock_tmp(".multiproc-exporter-.lock.tmp.1"));
+        assert!(!is_lock_tmp("counter_1.db.tmp.1"));
+    }
+
+    #[test]
+    fn worker_lock_is_held_with_the_shims_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let file = hold_worker_lock(dir.path(), me).unwrap();
+        let pid = me.to_string();
+        assert_eq!(probe_lock(dir.path(), &pid), LockState::Held);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [format!(".multiproc-exporter-{me}.lock")]);
+        let text = std::fs::read_to_string(lock_path(dir.path(), &pid)).unwrap();
+        let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(record["pid"], me);
+        assert_eq!(record["pidns"], procfs::own_pid_namespace().unwrap());
+        assert_eq!(
+            record["start_ticks"],
+            procfs::stat(None).unwrap().start_ticks
+        );
+        assert!(record["created"].as_f64().unwrap() > 1.5e9);
+        assert!(lock_in_our_namespace(dir.path(), &pid));
+        drop(file);
+        assert_eq!(probe_lock(dir.path(), &pid), LockState::Released);
     }
 
     #[test]

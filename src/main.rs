@@ -81,7 +81,7 @@ fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Some(dir) => (None, dir),
             None => {
                 let exe = std::env::current_exe().context("cannot find our own executable")?;
-                let pool = demo::start(exe, args.demo_workers)
+                let pool = demo::start(exe, args.demo_workers, args.demo_worker_lifetime)
                     .context("cannot create the demo directory")?;
                 let dir = pool.dir().to_owned();
                 tracing::info!(dir = %dir.display(), workers = args.demo_workers, "demo pool started");

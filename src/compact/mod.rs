@@ -407,8 +407,46 @@ fn preflight(
     }
 }
 
-/// Deletes everything of a stale directory that is ours to delete: names of the file
-/// grammar (archives included), our hidden and temporary files, lock files nobody holds.
+/// What the stale-directory wipe may do with a file, judged by its name alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletable {
+    /// Not ours (the application's, or a name prometheus_client's collector would
+    /// reject): never touched.
+    No,
+    /// Ours: a name of the file grammar (archives included) or one of our hidden files.
+    Yes,
+    /// A worker lock file, final or still being created: ours once nobody holds it.
+    IfLockReleased,
+}
+
+/// The stale-wipe rule by name, shared with the shim (its `_deletable` gives the same
+/// answers; the integration tests compare them): names [`scan::parse_name`] accepts,
+/// names with our hidden prefixes, and worker lock names.
+///
+/// The grammar is the sidecar's, not just a type prefix: `gauge_1.db` is a bad name the
+/// sidecar skips and reports, so nobody may delete it as if it were ours. The directory
+/// lock is never deletable: the shim and the sidecar hold it around the wipe itself.
+///
+/// ```
+/// use multiproc_exporter::compact::{Deletable, deletable};
+/// assert_eq!(deletable("gauge_livesum_7.db"), Deletable::Yes);
+/// assert_eq!(deletable("gauge_1.db"), Deletable::No);
+/// assert_eq!(deletable(".multiproc-exporter-7.lock"), Deletable::IfLockReleased);
+/// ```
+pub fn deletable(name: &str) -> Deletable {
+    if matches!(scan::parse_name(name), Ok(Some(_)))
+        || name.starts_with(ABSORBING_PREFIX)
+        || name.starts_with(TEMP_PREFIX)
+    {
+        Deletable::Yes
+    } else if liveness::lock_pid(name).is_some() || liveness::is_lock_tmp(name) {
+        Deletable::IfLockReleased
+    } else {
+        Deletable::No
+    }
+}
+
+/// Deletes everything of a stale directory that is ours to delete (see [`deletable`]).
 /// Never recurses, never follows a symlink (only regular files are removed).
 fn wipe(dir: &Path) -> io::Result<usize> {
     let mut removed = 0;
@@ -420,11 +458,13 @@ fn wipe(dir: &Path) -> io::Result<usize> {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        let ours = matches!(scan::parse_name(&name), Ok(Some(_)))
-            || name.starts_with(ABSORBING_PREFIX)
-            || name.starts_with(TEMP_PREFIX)
-            || liveness::lock_pid(&name)
-                .is_some_and(|pid| liveness::probe_lock(dir, pid) == liveness::LockState::Released);
+        let ours = match deletable(&name) {
+            Deletable::No => false,
+            Deletable::Yes => true,
+            Deletable::IfLockReleased => {
+                liveness::probe_lock_at(&entry.path()) == liveness::LockState::Released
+            }
+        };
         if ours {
             remove_if_present(&entry.path())?;
             removed += 1;
@@ -463,4 +503,60 @@ fn remove_released_locks(dir: &Path, dead: &BTreeSet<String>) -> io::Result<usiz
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deletable_follows_the_grammar_of_the_scan() {
+        use Deletable::{IfLockReleased, No, Yes};
+        for (name, want) in [
+            ("counter_1.db", Yes),
+            ("untyped_1.db", Yes),
+            ("gauge_all_1.db", Yes),
+            ("gauge_livesum_1.db", Yes),
+            ("gauge_weird_1.db", Yes),
+            ("counter_archive.db", Yes),
+            ("gauge_max_archive.db", Yes),
+            (".mpe-tmp.counter_archive.db", Yes),
+            (".mpe-absorbing.counter_1.db", Yes),
+            // What prometheus_client's collector would reject, so not ours either.
+            ("gauge_1.db", No),
+            ("info_1.db", No),
+            ("foo.db", No),
+            (".counter_1.db", No),
+            ("counter_1.db.bak", No),
+            (".multiproc-exporter-1.lock", IfLockReleased),
+            (".multiproc-exporter-1.lock.tmp.1", IfLockReleased),
+            (DIR_LOCK, No),
+            (".multiproc-exporter-.lock", No),
+        ] {
+            assert_eq!(deletable(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn wipe_deletes_lock_files_only_when_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let held = fs::File::create(d.join(".multiproc-exporter-1.lock.tmp.1")).unwrap();
+        held.lock().unwrap();
+        for name in [
+            ".multiproc-exporter-2.lock.tmp.2",
+            ".multiproc-exporter-3.lock",
+            "counter_3.db",
+            "gauge_1.db",
+        ] {
+            fs::write(d.join(name), b"x").unwrap();
+        }
+        assert_eq!(wipe(d).unwrap(), 3);
+        let mut left: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".multiproc-exporter-1.lock.tmp.1", "gauge_1.db"]);
+    }
 }

@@ -31,7 +31,11 @@ LEGACY_DIR_ENV = "prometheus_multiproc_dir"
 DIR_LOCK = ".multiproc-exporter.lock"
 LOCK_PREFIX = ".multiproc-exporter-"
 LOCK_SUFFIX = ".lock"
-KINDS = ("counter", "gauge", "histogram", "summary", "unknown", "untyped")
+# A lock file is created as f"{final}{LOCK_TMP_INFIX}{creator pid}", then renamed.
+LOCK_TMP_INFIX = ".tmp."
+# File types named by a prefix and an identifier: f"{kind}_{id}.db". Gauges also name a
+# mode: f"gauge_{mode}_{id}.db".
+KINDS = ("counter", "histogram", "summary", "unknown", "untyped")
 OUR_HIDDEN = (".mpe-absorbing.", ".mpe-tmp.")
 
 _held = {}
@@ -51,17 +55,62 @@ def lock_path(pid, path=None):
     return os.path.join(directory(path), f"{LOCK_PREFIX}{pid}{LOCK_SUFFIX}")
 
 
+def _in_grammar(name):
+    """Whether the sidecar reads `name` as a file of prometheus_client's grammar (its
+    src/scan.rs parse_name): not hidden, `.db`, a known type prefix and an identifier,
+    and for gauges a mode too. `gauge_1.db` or `info_1.db` are bad names the sidecar
+    skips and reports, not files of ours."""
+    if not name.endswith(".db") or name.startswith("."):
+        return False
+    parts = name.split("_")
+    if parts[0] in KINDS:
+        return True
+    return parts[0] == "gauge" and len(parts) >= 3
+
+
+def _lock_pid(name):
+    """The pid of a lock file name, or None."""
+    if not name.startswith(LOCK_PREFIX):
+        return None
+    rest = name[len(LOCK_PREFIX):]
+    if not rest.endswith(LOCK_SUFFIX):
+        return None
+    pid = rest[:-len(LOCK_SUFFIX)]
+    return pid if pid and "." not in pid else None
+
+
+def _is_lock_tmp(name):
+    """Whether `name` is a lock file being created: f"{lock name}.tmp.{creator pid}"."""
+    lock, infix, creator = name.rpartition(LOCK_TMP_INFIX)
+    return (bool(infix) and _lock_pid(lock) is not None and creator.isascii()
+            and creator.isdigit())
+
+
+def _deletable(name):
+    """The stale-wipe rule by name alone, the same as the sidecar's
+    compact::deletable: "yes" for names of the file grammar (archives included) and our
+    hidden files, "if_lock_released" for worker lock files (final or being created),
+    "no" for everything else (the directory lock included)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        # Not UTF-8 on disk: not a name the sidecar reads or writes.
+        return "no"
+    if _in_grammar(name) or name.startswith(OUR_HIDDEN):
+        return "yes"
+    if _lock_pid(name) is not None or _is_lock_tmp(name):
+        return "if_lock_released"
+    return "no"
+
+
 def _ours(name, path):
     """Whether `name` in the directory is a file this project may delete: names of the
     prometheus_client file grammar, the sidecar's hidden files, and lock files that
     nobody holds (workers of an earlier run)."""
-    if name.endswith(".db") and not name.startswith("."):
-        return name.split("_", 1)[0] in KINDS
-    if name.startswith(OUR_HIDDEN):
-        return True
-    if name.startswith(LOCK_PREFIX) and (name.endswith(LOCK_SUFFIX) or ".lock.tmp" in name):
+    deletable = _deletable(name)
+    if deletable == "if_lock_released":
         return _released(os.path.join(path, name))
-    return False
+    return deletable == "yes"
 
 
 def _released(lock_file):
@@ -147,7 +196,7 @@ def hold_worker_lock(path=None, pid=None):
     if _held.get("pid") == pid:
         return _held["path"]
     final = lock_path(pid, path)
-    tmp = f"{final}.tmp.{os.getpid()}"
+    tmp = f"{final}{LOCK_TMP_INFIX}{os.getpid()}"
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
     record = {"pid": pid, "pidns": _pid_namespace(), "start_ticks": _start_ticks(),

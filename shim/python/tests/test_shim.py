@@ -54,6 +54,26 @@ def test_prepare_directory_wipes_only_what_is_ours(mpdir, tmp_path):
     os.close(held)
 
 
+def test_issue_8_wipe_applies_the_sidecars_file_name_grammar(mpdir):
+    # Regression: the wipe took every `.db` name with a known type prefix for ours, so it
+    # deleted `gauge_1.db`, which the sidecar rejects as a bad name (a gauge file names a
+    # mode and a pid), and it knew lock temporaries only by a substring.
+    for name in ["gauge_1.db", "gauge_all_1.db", "gauge_x_y_1.db", "info_1.db",
+                 "counter_archive.db", ".multiproc-exporter-3.lock.tmp.3",
+                 ".multiproc-exporter-4.lock.tmp.4"]:
+        (mpdir / name).write_text("x")
+    held = os.open(mpdir / ".multiproc-exporter-4.lock.tmp.4", os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    assert shim._deletable("gauge_1.db") == "no"
+    assert shim._deletable(".multiproc-exporter-3.lock.tmp.3") == "if_lock_released"
+    _, removed = shim.prepare_directory()
+    assert removed == 4
+    assert sorted(os.listdir(mpdir)) == [".multiproc-exporter-4.lock.tmp.4",
+                                         ".multiproc-exporter.lock", "gauge_1.db",
+                                         "info_1.db"]
+    os.close(held)
+
+
 def test_prepare_creates_a_missing_directory(tmp_path, monkeypatch):
     d = tmp_path / "later" / "mp"
     monkeypatch.setenv(shim.DIR_ENV, str(d))
