@@ -3,12 +3,25 @@
 //! Flags follow the Prometheus exporter conventions (`--web.listen-address`,
 //! `--log.level`, ...), each with an environment fallback, so the same binary is
 //! configured the same way in a pod spec, a systemd unit or a shell.
+//!
+//! Two phases: [`Cli::from_command_line`] parses the raw flags (an empty environment
+//! variable counts as unset, see [`unset_empty_env`]), then `validate` on the
+//! subcommand's flags ([`ServeArgs::validate`], [`RenderArgs::validate`],
+//! [`CompactArgs::validate`]) resolves the directory, checks and resolves the values and
+//! returns the settings the binary runs with ([`Serve`], [`Render`], [`Compact`]). Every
+//! default lives once, in the `DEFAULT_*` constants below, used both by the flags and by
+//! [`ServeConfig::new`].
 
+use crate::compact;
 use crate::liveness;
 use crate::render::Format;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::ffi::{OsStr, OsString};
+use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -17,8 +30,37 @@ pub const DIR_ENV: &str = "PROMETHEUS_MULTIPROC_DIR";
 /// The lowercase name prometheus_client accepted before 0.10 and still honours.
 pub const LEGACY_DIR_ENV: &str = "prometheus_multiproc_dir";
 
+/// The port of the default listen address.
+pub const DEFAULT_PORT: u16 = 9867;
+/// `--web.listen-address`: every interface, on [`DEFAULT_PORT`].
+pub const DEFAULT_LISTEN_ADDRESS: &str = ":9867";
+/// `--web.telemetry-path`.
+pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
+/// `--web.max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// `--web.header-timeout`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--web.shutdown-timeout`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--lifecycle.interval`.
+pub const DEFAULT_LIFECYCLE_INTERVAL: Duration = Duration::from_secs(1);
+/// `--compaction.min-free-bytes` (of `serve` and `compact`).
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 4 << 20;
+/// `--liveness` of `serve` and `compact`.
+pub const DEFAULT_LIVENESS: liveness::Mode = liveness::Mode::Auto;
+/// `--liveness` of `render`: equivalence with prometheus_client is defined without it.
+pub const DEFAULT_RENDER_LIVENESS: liveness::Mode = liveness::Mode::None;
+/// `--compaction`.
+pub const DEFAULT_COMPACTION: Toggle = Toggle::On;
+/// `--demo.workers`.
+pub const DEFAULT_DEMO_WORKERS: usize = 4;
+
 /// One aggregated /metrics for a pre-fork worker pool that writes prometheus_client
 /// multiprocess files. Without a subcommand it serves (see `serve`).
+///
+/// Parse it with [`Cli::from_command_line`] or [`Cli::try_from_args`], not with
+/// clap's `Parser::parse`: only those treat empty environment variables as unset and
+/// record where `--dir` came from (which `--demo` needs).
 #[derive(Debug, Parser)]
 #[command(name = "multiproc-exporter", version, about, long_about = None)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -32,6 +74,67 @@ pub struct Cli {
     /// Logging options.
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+impl Cli {
+    /// Parses the process's arguments and environment; on a usage error prints clap's
+    /// message and exits 2 (0 for `--help` and `--version`).
+    pub fn from_command_line() -> Cli {
+        Cli::try_from_args(std::env::args_os()).unwrap_or_else(|err| err.exit())
+    }
+
+    /// Parses `args` (the first is the program name) with the process's environment
+    /// as fallback, an empty variable counting as unset.
+    ///
+    /// # Errors
+    /// clap's error for an unknown flag, a bad value and the like (exit code 2), or its
+    /// `--help` and `--version` output (exit code 0).
+    pub fn try_from_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut cmd = unset_empty_env(Cli::command(), &|var| {
+            std::env::var_os(var).is_some_and(|v| v.is_empty())
+        });
+        let matches = cmd.try_get_matches_from_mut(args)?;
+        let mut cli = Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut cmd))?;
+        cli.serve.dir_from_env = dir_from_env(&matches);
+        if let (Some(Command::Serve(serve)), Some(sub)) =
+            (&mut cli.command, matches.subcommand_matches("serve"))
+        {
+            serve.dir_from_env = dir_from_env(sub);
+        }
+        Ok(cli)
+    }
+}
+
+/// Whether the `--dir` of `serve` in `matches` was taken from the environment.
+fn dir_from_env(matches: &ArgMatches) -> bool {
+    matches.value_source("serve_dir") == Some(ValueSource::EnvVariable)
+}
+
+/// Removes the environment fallback of every argument of `cmd` and its subcommands
+/// whose variable `is_empty` says is set but empty, so it counts as unset (clap would
+/// otherwise take the empty value and fail with "a value is required", as a Kubernetes
+/// `value: ""` does). The process environment itself is left alone.
+pub fn unset_empty_env(mut cmd: clap::Command, is_empty: &dyn Fn(&OsStr) -> bool) -> clap::Command {
+    let empty: Vec<clap::Id> = cmd
+        .get_arguments()
+        .filter(|arg| arg.get_env().is_some_and(is_empty))
+        .map(|arg| arg.get_id().clone())
+        .collect();
+    for id in empty {
+        cmd = cmd.mut_arg(id, |arg| arg.env(None::<&str>));
+    }
+    let subcommands: Vec<String> = cmd
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    for name in subcommands {
+        cmd = cmd.mut_subcommand(name, |sub| unset_empty_env(sub, is_empty));
+    }
+    cmd
 }
 
 /// Subcommands.
@@ -50,26 +153,28 @@ pub enum Command {
     DemoWorker(DemoWorkerArgs),
 }
 
-/// The port of the default listen address.
-pub const DEFAULT_PORT: u16 = 9867;
-
 /// Flags of `serve`.
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
     /// The prometheus_client multiprocess directory. Falls back to the legacy
     /// lowercase variable prometheus_multiproc_dir. It may not exist yet: the sidecar
-    /// waits for it (not ready) and serves /healthz meanwhile.
-    #[arg(id = "serve_dir", long = "dir", env = DIR_ENV, value_name = "DIR", conflicts_with = "demo")]
+    /// waits for it (not ready) and serves /healthz meanwhile. Ignored with --demo when
+    /// it comes from the environment.
+    #[arg(id = "serve_dir", long = "dir", env = DIR_ENV, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Serve a built-in simulated worker pool writing to a temporary directory, to see
-    /// the sidecar work without an application.
+    /// Whether `dir` came from the environment rather than the command line (set by
+    /// [`Cli::try_from_args`]; `false`, the strict reading, when parsed otherwise).
+    #[arg(skip)]
+    pub dir_from_env: bool,
+    /// Serve a built-in simulated worker pool writing to a temporary directory of its
+    /// own, to see the sidecar work without an application.
     #[arg(long = "demo")]
     pub demo: bool,
     /// Number of workers of the --demo pool.
     #[arg(
         long = "demo.workers",
         value_name = "N",
-        default_value_t = 4,
+        default_value_t = DEFAULT_DEMO_WORKERS,
         requires = "demo"
     )]
     pub demo_workers: usize,
@@ -89,7 +194,7 @@ pub struct ServeArgs {
         long = "web.listen-address",
         env = "MULTIPROC_EXPORTER_WEB_LISTEN_ADDRESS",
         value_name = "ADDRESS",
-        default_value = ":9867"
+        default_value = DEFAULT_LISTEN_ADDRESS
     )]
     pub listen_address: String,
     /// Path under which to expose metrics.
@@ -97,7 +202,7 @@ pub struct ServeArgs {
         long = "web.telemetry-path",
         env = "MULTIPROC_EXPORTER_WEB_TELEMETRY_PATH",
         value_name = "PATH",
-        default_value = "/metrics"
+        default_value = DEFAULT_TELEMETRY_PATH
     )]
     pub telemetry_path: String,
     /// Connections served at once; more wait in the listen backlog.
@@ -105,7 +210,7 @@ pub struct ServeArgs {
         long = "web.max-connections",
         env = "MULTIPROC_EXPORTER_WEB_MAX_CONNECTIONS",
         value_name = "N",
-        default_value_t = 64
+        default_value_t = DEFAULT_MAX_CONNECTIONS
     )]
     pub max_connections: usize,
     /// Time a client has to send its request headers; idle and slow clients are
@@ -114,18 +219,18 @@ pub struct ServeArgs {
         long = "web.header-timeout",
         env = "MULTIPROC_EXPORTER_WEB_HEADER_TIMEOUT",
         value_name = "DURATION",
-        default_value = "10s",
-        value_parser = parse_duration
+        default_value_t = DurationArg(DEFAULT_HEADER_TIMEOUT)
     )]
-    pub header_timeout: Duration,
+    pub header_timeout: DurationArg,
     /// Where evidence that a worker is dead comes from: auto (lock files where the shim
     /// writes them, /proc once the pid namespace is proven shared), lock, proc (asserts
     /// a shared pid namespace), or none (never declare a worker dead).
     #[arg(
         long = "liveness",
         env = "MULTIPROC_EXPORTER_LIVENESS",
+        value_name = "MODE",
         value_enum,
-        default_value_t = liveness::Mode::Auto
+        default_value_t = DEFAULT_LIVENESS
     )]
     pub liveness: liveness::Mode,
     /// Fold dead workers' files into archive files and remove their live gauges. Turn
@@ -133,8 +238,9 @@ pub struct ServeArgs {
     #[arg(
         long = "compaction",
         env = "MULTIPROC_EXPORTER_COMPACTION",
+        value_name = "ON|OFF",
         value_enum,
-        default_value_t = Toggle::On
+        default_value_t = DEFAULT_COMPACTION
     )]
     pub compaction: Toggle,
     /// Free bytes the directory's volume must keep after compaction writes; below it
@@ -143,7 +249,7 @@ pub struct ServeArgs {
         long = "compaction.min-free-bytes",
         env = "MULTIPROC_EXPORTER_COMPACTION_MIN_FREE_BYTES",
         value_name = "BYTES",
-        default_value_t = 4 << 20
+        default_value_t = DEFAULT_MIN_FREE_BYTES
     )]
     pub min_free_bytes: u64,
     /// How often liveness and compaction run when no file event wakes them.
@@ -151,115 +257,17 @@ pub struct ServeArgs {
         long = "lifecycle.interval",
         env = "MULTIPROC_EXPORTER_LIFECYCLE_INTERVAL",
         value_name = "DURATION",
-        default_value = "1s",
-        value_parser = parse_duration
+        default_value_t = DurationArg(DEFAULT_LIFECYCLE_INTERVAL)
     )]
-    pub lifecycle_interval: Duration,
+    pub lifecycle_interval: DurationArg,
     /// On SIGTERM or SIGINT, how long to let in-flight scrapes finish before exiting.
     #[arg(
         long = "web.shutdown-timeout",
         env = "MULTIPROC_EXPORTER_WEB_SHUTDOWN_TIMEOUT",
         value_name = "DURATION",
-        default_value = "10s",
-        value_parser = parse_duration
+        default_value_t = DurationArg(DEFAULT_SHUTDOWN_TIMEOUT)
     )]
-    pub shutdown_timeout: Duration,
-}
-
-/// Flags of `compact`.
-#[derive(Debug, Args)]
-pub struct CompactArgs {
-    /// The prometheus_client multiprocess directory.
-    #[arg(id = "compact_dir", long = "dir", env = DIR_ENV, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-    /// Where evidence that a worker is dead comes from.
-    #[arg(id = "compact_liveness", long = "liveness", value_enum, default_value_t = liveness::Mode::Auto)]
-    pub liveness: liveness::Mode,
-    /// Also clean the directory if every writer in it is dead (what the server does at
-    /// start).
-    #[arg(long = "wipe-stale")]
-    pub wipe_stale: bool,
-    /// Free bytes the volume must keep after compaction writes.
-    #[arg(id = "compact_min_free", long = "compaction.min-free-bytes", value_name = "BYTES", default_value_t = 4 << 20)]
-    pub min_free_bytes: u64,
-}
-
-/// On or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Toggle {
-    /// Enabled.
-    On,
-    /// Disabled.
-    Off,
-}
-
-/// Flags of the hidden `demo-worker` subcommand.
-#[derive(Debug, Args)]
-pub struct DemoWorkerArgs {
-    /// Directory to write to.
-    #[arg(long = "dir", value_name = "DIR")]
-    pub dir: PathBuf,
-    /// Seed of the simulated traffic.
-    #[arg(long = "seed", default_value_t = 1)]
-    pub seed: u64,
-    /// How long the worker lives, in milliseconds.
-    #[arg(long = "lifetime-ms", default_value_t = 15_000)]
-    pub lifetime_ms: u64,
-}
-
-/// Parses `500ms`, `10s`, `2m`, `1h` (Prometheus' duration units, without days).
-///
-/// # Errors
-/// A message naming the value and the expected form.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 10s, 2m or 1h"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?} is not a duration like 500ms, 10s, 2m or 1h")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
-}
-
-/// The addresses to try for a listen address (`:PORT` means every interface, IPv6 and
-/// IPv4 where the system has both).
-///
-/// # Errors
-/// When the address is not `HOST:PORT` or `:PORT`, or the host does not resolve.
-pub fn listen_addresses(spec: &str) -> Result<Vec<SocketAddr>, ConfigError> {
-    let bad = || ConfigError::ListenAddress(spec.to_owned());
-    if let Some(port) = spec.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| bad())?;
-        return Ok(vec![
-            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
-            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
-        ]);
-    }
-    let addrs: Vec<SocketAddr> = spec.to_socket_addrs().map_err(|_| bad())?.collect();
-    if addrs.is_empty() {
-        return Err(bad());
-    }
-    Ok(addrs)
-}
-
-/// Checks the telemetry path.
-///
-/// # Errors
-/// When it does not start with `/` or clashes with another endpoint.
-pub fn check_telemetry_path(path: &str) -> Result<(), ConfigError> {
-    if !path.starts_with('/') || matches!(path, "/" | "/healthz" | "/readyz") {
-        return Err(ConfigError::TelemetryPath(path.to_owned()));
-    }
-    Ok(())
+    pub shutdown_timeout: DurationArg,
 }
 
 /// Flags of `render`.
@@ -271,11 +279,104 @@ pub struct RenderArgs {
     pub dir: Option<PathBuf>,
     /// Where evidence that a worker is dead comes from; live-mode gauges of dead
     /// workers are left out. Nothing is ever written.
-    #[arg(id = "render_liveness", long = "liveness", value_enum, default_value_t = liveness::Mode::None)]
+    #[arg(
+        id = "render_liveness",
+        long = "liveness",
+        value_name = "MODE",
+        value_enum,
+        default_value_t = DEFAULT_RENDER_LIVENESS
+    )]
     pub liveness: liveness::Mode,
     /// Exposition format to print.
     #[arg(id = "render_format", long = "format", value_name = "FORMAT", value_enum, default_value_t = FormatArg::Text)]
     pub format: FormatArg,
+}
+
+/// Flags of `compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The prometheus_client multiprocess directory. Falls back to the legacy
+    /// lowercase variable prometheus_multiproc_dir.
+    #[arg(id = "compact_dir", long = "dir", env = DIR_ENV, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Where evidence that a worker is dead comes from.
+    #[arg(
+        id = "compact_liveness",
+        long = "liveness",
+        value_name = "MODE",
+        value_enum,
+        default_value_t = DEFAULT_LIVENESS
+    )]
+    pub liveness: liveness::Mode,
+    /// Also clean the directory if every writer in it is dead (what the server does at
+    /// start).
+    #[arg(long = "wipe-stale")]
+    pub wipe_stale: bool,
+    /// Free bytes the volume must keep after compaction writes.
+    #[arg(
+        id = "compact_min_free",
+        long = "compaction.min-free-bytes",
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MIN_FREE_BYTES
+    )]
+    pub min_free_bytes: u64,
+}
+
+/// Flags of the hidden `demo-worker` subcommand.
+#[derive(Debug, Args)]
+pub struct DemoWorkerArgs {
+    /// Directory to write to.
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Seed of the simulated traffic.
+    #[arg(long = "seed", value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// How long the worker lives, in milliseconds.
+    #[arg(long = "lifetime-ms", value_name = "MS", default_value_t = 15_000)]
+    pub lifetime_ms: u64,
+}
+
+/// Logging flags, shared by every subcommand.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Only log messages with the given severity or above.
+    #[arg(
+        id = "log_level",
+        long = "log.level",
+        env = "MULTIPROC_EXPORTER_LOG_LEVEL",
+        value_name = "LEVEL",
+        value_enum,
+        default_value_t = LogLevel::Info,
+        global = true
+    )]
+    pub level: LogLevel,
+    /// Output format of log messages.
+    #[arg(
+        id = "log_format",
+        long = "log.format",
+        env = "MULTIPROC_EXPORTER_LOG_FORMAT",
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    pub format: LogFormat,
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Toggle {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+impl Toggle {
+    /// Whether it is [`Toggle::On`].
+    pub fn is_on(self) -> bool {
+        self == Toggle::On
+    }
 }
 
 /// Formats `render` can print.
@@ -295,31 +396,6 @@ impl FormatArg {
             FormatArg::Openmetrics => Format::OPENMETRICS,
         }
     }
-}
-
-/// Logging flags, shared by every subcommand.
-#[derive(Debug, Args)]
-pub struct LogArgs {
-    /// Only log messages with the given severity or above.
-    #[arg(
-        id = "log_level",
-        long = "log.level",
-        env = "MULTIPROC_EXPORTER_LOG_LEVEL",
-        value_enum,
-        default_value_t = LogLevel::Info,
-        global = true
-    )]
-    pub level: LogLevel,
-    /// Output format of log messages.
-    #[arg(
-        id = "log_format",
-        long = "log.format",
-        env = "MULTIPROC_EXPORTER_LOG_FORMAT",
-        value_enum,
-        default_value_t = LogFormat::Text,
-        global = true
-    )]
-    pub format: LogFormat,
 }
 
 /// Log severities.
@@ -356,17 +432,336 @@ pub enum LogFormat {
     Json,
 }
 
-/// A setting could not be resolved.
+/// A duration flag value: `500ms`, `10s`, `2m`, `1h` (see [`parse_duration`]). It
+/// prints the same way, so a `Duration` default shows as `10s` in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationArg(pub Duration);
+
+impl FromStr for DurationArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<DurationArg, String> {
+        parse_duration(s).map(DurationArg)
+    }
+}
+
+impl fmt::Display for DurationArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
+            return write!(f, "{}s", d.as_secs_f64());
+        }
+        let ms = d.as_millis();
+        match ms {
+            0 => write!(f, "0s"),
+            _ if ms.is_multiple_of(3_600_000) => write!(f, "{}h", ms / 3_600_000),
+            _ if ms.is_multiple_of(60_000) => write!(f, "{}m", ms / 60_000),
+            _ if ms.is_multiple_of(1000) => write!(f, "{}s", ms / 1000),
+            _ => write!(f, "{ms}ms"),
+        }
+    }
+}
+
+impl From<DurationArg> for Duration {
+    fn from(d: DurationArg) -> Duration {
+        d.0
+    }
+}
+
+impl PartialEq<Duration> for DurationArg {
+    fn eq(&self, other: &Duration) -> bool {
+        self.0 == *other
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h` (Prometheus' duration units, without days).
+///
+/// # Errors
+/// A message naming the value and the expected form.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 10s, 2m or 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?} is not a duration like 500ms, 10s, 2m or 1h")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Settings of the HTTP server.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The prometheus_client multiprocess directory.
+    pub dir: PathBuf,
+    /// Path of the metrics endpoint.
+    pub telemetry_path: String,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time a client has to send a request head (also bounds idle keep-alive).
+    pub header_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+    /// Bound on the bytes read from one file.
+    pub file_limit: u64,
+    /// How often readiness is re-checked while the directory is missing, and how often
+    /// the lifecycle (liveness, compaction) runs without a watch event.
+    pub dir_poll: Duration,
+    /// Liveness and compaction settings.
+    pub lifecycle: compact::Settings,
+}
+
+impl ServeConfig {
+    /// Defaults for `dir`: the same as the flags' defaults.
+    pub fn new(dir: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig {
+            dir: dir.into(),
+            telemetry_path: DEFAULT_TELEMETRY_PATH.to_owned(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            file_limit: crate::collect::DEFAULT_FILE_LIMIT,
+            dir_poll: DEFAULT_LIFECYCLE_INTERVAL,
+            lifecycle: lifecycle_settings(
+                DEFAULT_LIVENESS,
+                DEFAULT_COMPACTION.is_on(),
+                DEFAULT_MIN_FREE_BYTES,
+            ),
+        }
+    }
+}
+
+/// The lifecycle settings of every subcommand (`render` judges with compaction off).
+pub fn lifecycle_settings(
+    liveness: liveness::Mode,
+    compaction: bool,
+    min_free_bytes: u64,
+) -> compact::Settings {
+    compact::Settings {
+        liveness,
+        compaction,
+        min_free_bytes,
+    }
+}
+
+/// Validated settings of `serve`.
+#[derive(Clone, Debug)]
+pub struct Serve {
+    /// The addresses `--web.listen-address` resolved to, to bind in order until one
+    /// works.
+    pub addrs: Vec<SocketAddr>,
+    /// `--web.listen-address` as given, for messages.
+    pub listen_address: String,
+    /// Whose files are served.
+    pub pool: Pool,
+    /// The server's settings; see [`Pool`] for `dir`.
+    pub config: ServeConfig,
+}
+
+/// Whose files `serve` serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    /// The application's pool, in the directory `--dir` (or the environment) names:
+    /// [`Serve::config`]'s `dir`.
+    App,
+    /// `--demo`: simulated workers in a temporary directory of their own, removed at
+    /// exit; [`Serve::config`]'s `dir` is empty until that directory is made.
+    Demo {
+        /// `--demo.workers`.
+        workers: usize,
+        /// `--demo.worker-lifetime`.
+        lifetime: Duration,
+    },
+}
+
+impl ServeArgs {
+    /// Checks the flags and resolves the directory and the listen address.
+    ///
+    /// With `--demo` the directory variables are ignored (the demo pool removes its
+    /// directory at exit and must never touch a real pool's); only an explicit `--dir`
+    /// is an error.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the flag and what is wrong with it (a usage error).
+    pub fn validate(self) -> Result<Serve, ConfigError> {
+        check_telemetry_path(&self.telemetry_path)?;
+        let addrs = listen_addresses(&self.listen_address)?;
+        let (pool, dir) = if self.demo {
+            if self.dir.is_some() && !self.dir_from_env {
+                return Err(ConfigError::DemoWithDir);
+            }
+            let pool = Pool::Demo {
+                workers: self.demo_workers,
+                lifetime: self.demo_worker_lifetime,
+            };
+            (pool, PathBuf::new())
+        } else {
+            let dir = resolve_dir(self.dir).map_err(|_| ConfigError::NoServeDir)?;
+            (Pool::App, dir)
+        };
+        let config = ServeConfig {
+            dir,
+            telemetry_path: self.telemetry_path,
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout.into(),
+            shutdown_timeout: self.shutdown_timeout.into(),
+            file_limit: crate::collect::DEFAULT_FILE_LIMIT,
+            dir_poll: self.lifecycle_interval.into(),
+            lifecycle: lifecycle_settings(
+                self.liveness,
+                self.compaction.is_on(),
+                self.min_free_bytes,
+            ),
+        };
+        Ok(Serve {
+            addrs,
+            listen_address: self.listen_address,
+            pool,
+            config,
+        })
+    }
+}
+
+/// Validated settings of `render`.
+#[derive(Clone, Debug)]
+pub struct Render {
+    /// The directory to merge.
+    pub dir: PathBuf,
+    /// The exposition format to print.
+    pub format: Format,
+    /// With a `--liveness` other than `none`: the settings of the round that finds the
+    /// dead workers whose live-mode gauges are left out (compaction off: render never
+    /// writes).
+    pub judge: Option<compact::Settings>,
+}
+
+impl RenderArgs {
+    /// Resolves the directory.
+    ///
+    /// # Errors
+    /// [`ConfigError::NoDir`] when no directory is given.
+    pub fn validate(self) -> Result<Render, ConfigError> {
+        Ok(Render {
+            dir: resolve_dir(self.dir)?,
+            format: self.format.format(),
+            judge: (self.liveness != liveness::Mode::None)
+                .then(|| lifecycle_settings(self.liveness, false, 0)),
+        })
+    }
+}
+
+/// Validated settings of `compact`.
+#[derive(Clone, Debug)]
+pub struct Compact {
+    /// The directory to compact.
+    pub dir: PathBuf,
+    /// `--wipe-stale`.
+    pub wipe_stale: bool,
+    /// Liveness and compaction settings (compaction on).
+    pub lifecycle: compact::Settings,
+}
+
+impl CompactArgs {
+    /// Resolves the directory.
+    ///
+    /// # Errors
+    /// [`ConfigError::NoDir`] when no directory is given.
+    pub fn validate(self) -> Result<Compact, ConfigError> {
+        Ok(Compact {
+            dir: resolve_dir(self.dir)?,
+            wipe_stale: self.wipe_stale,
+            lifecycle: lifecycle_settings(self.liveness, true, self.min_free_bytes),
+        })
+    }
+}
+
+/// The addresses to try for a listen address (`:PORT` means every interface, IPv6 and
+/// IPv4 where the system has both).
+///
+/// # Errors
+/// [`ConfigError::ListenAddress`] when the address is not `HOST:PORT` or `:PORT`,
+/// [`ConfigError::UnresolvableHost`] when the host does not resolve.
+pub fn listen_addresses(spec: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let bad = || ConfigError::ListenAddress(spec.to_owned());
+    let (host, port) = spec.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Ok(vec![
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
+        ]);
+    }
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    // A bracketed or an unbracketed IPv6 literal that did not parse is a typo, not a name.
+    if host.contains(':') || host.starts_with('[') {
+        return Err(bad());
+    }
+    let unresolvable = |reason: String| ConfigError::UnresolvableHost {
+        spec: spec.to_owned(),
+        host: host.to_owned(),
+        reason,
+    };
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| unresolvable(e.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(unresolvable("no addresses".to_owned()));
+    }
+    Ok(addrs)
+}
+
+/// Checks the telemetry path.
+///
+/// # Errors
+/// When it does not start with `/` or clashes with another endpoint.
+pub fn check_telemetry_path(path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') || matches!(path, "/" | "/healthz" | "/readyz") {
+        return Err(ConfigError::TelemetryPath(path.to_owned()));
+    }
+    Ok(())
+}
+
+/// A setting could not be resolved: a usage error.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
-    /// Neither the flag nor either environment variable names a directory.
+    /// Neither the flag nor either environment variable names a directory (`render`,
+    /// `compact`).
+    #[error("no directory given: pass --dir DIR or set {DIR_ENV} (or the legacy {LEGACY_DIR_ENV})")]
+    NoDir,
+    /// The same for `serve`, which can also run its demo pool instead.
     #[error(
         "no directory given: pass --dir DIR or set {DIR_ENV} (or the legacy {LEGACY_DIR_ENV}), or try --demo"
     )]
-    NoDir,
+    NoServeDir,
+    /// `--demo` and `--dir` on the command line.
+    #[error(
+        "--demo cannot be used with --dir: the demo pool writes to a temporary directory of its own and removes it at exit"
+    )]
+    DemoWithDir,
     /// `--web.listen-address` is not usable.
     #[error("--web.listen-address {0:?} is not HOST:PORT or :PORT")]
     ListenAddress(String),
+    /// The host of `--web.listen-address` does not resolve.
+    #[error("--web.listen-address {spec:?}: host {host:?} cannot be resolved: {reason}")]
+    UnresolvableHost {
+        /// The flag's value.
+        spec: String,
+        /// Its host part.
+        host: String,
+        /// The resolver's answer.
+        reason: String,
+    },
     /// `--web.telemetry-path` is not usable.
     #[error("--web.telemetry-path {0:?} must start with '/' and not be /, /healthz or /readyz")]
     TelemetryPath(String),
@@ -428,7 +823,9 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.dir, Some(PathBuf::from("/d")));
         assert_eq!(cli.serve.header_timeout, Duration::from_secs(10));
-        assert!(Cli::try_parse_from(["multiproc-exporter", "--dir", "/d", "--demo"]).is_err());
+        // `--demo` with an explicit `--dir` parses, and validation rejects it.
+        let cli = Cli::try_from_args(["multiproc-exporter", "--dir", "/d", "--demo"]).unwrap();
+        assert_eq!(cli.serve.validate().unwrap_err(), ConfigError::DemoWithDir);
     }
 
     #[test]
@@ -450,5 +847,125 @@ mod tests {
         let err =
             Cli::try_parse_from(["multiproc-exporter", "render", "--format", "xml"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn durations_print_as_they_are_written() {
+        for s in ["500ms", "10s", "1s", "2m", "1h", "90s", "1500ms", "0s"] {
+            assert_eq!(s.parse::<DurationArg>().unwrap().to_string(), s);
+        }
+        let odd = DurationArg(Duration::from_micros(1500));
+        assert_eq!(odd.to_string().parse::<DurationArg>(), Ok(odd));
+    }
+
+    #[test]
+    fn defaults_are_the_flags_defaults() {
+        assert_eq!(DEFAULT_LISTEN_ADDRESS, format!(":{DEFAULT_PORT}"));
+        let cli = Cli::try_parse_from(["multiproc-exporter", "--dir", "/d"]).unwrap();
+        let serve = cli.serve.validate().unwrap();
+        assert_eq!(serve.listen_address, DEFAULT_LISTEN_ADDRESS);
+        // ServeConfig has no PartialEq (compact::Settings has none): compare the Debug.
+        let defaults = ServeConfig::new("/d");
+        assert_eq!(format!("{:?}", serve.config), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn test_issue_8_demo_ignores_a_directory_from_the_environment() {
+        let mut args = Cli::try_from_args(["multiproc-exporter", "--demo"])
+            .unwrap()
+            .serve;
+        // What parsing records when PROMETHEUS_MULTIPROC_DIR supplied the directory.
+        args.dir = Some(PathBuf::from("/real/pool"));
+        args.dir_from_env = true;
+        let serve = args.clone().validate().unwrap();
+        assert!(matches!(serve.pool, Pool::Demo { workers: 4, .. }));
+        assert_eq!(serve.config.dir, PathBuf::new());
+        // The same directory on the command line is a usage error.
+        args.dir_from_env = false;
+        assert_eq!(args.validate().unwrap_err(), ConfigError::DemoWithDir);
+        // Also after the subcommand.
+        let cli =
+            Cli::try_from_args(["multiproc-exporter", "serve", "--demo", "--dir", "/d"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve expected")
+        };
+        assert!(!args.dir_from_env);
+        assert_eq!(args.validate().unwrap_err(), ConfigError::DemoWithDir);
+    }
+
+    #[test]
+    fn test_issue_8_empty_variables_lose_their_fallback() {
+        let empty = |var: &OsStr| var == DIR_ENV || var == "MULTIPROC_EXPORTER_LOG_LEVEL";
+        let mut cmd = unset_empty_env(Cli::command(), &empty);
+        let env_of = |cmd: &clap::Command, id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .map(|a| a.get_env().map(OsStr::to_owned))
+        };
+        assert_eq!(env_of(&cmd, "serve_dir"), Some(None));
+        assert_eq!(env_of(&cmd, "log_level"), Some(None));
+        assert_eq!(
+            env_of(&cmd, "log_format"),
+            Some(Some("MULTIPROC_EXPORTER_LOG_FORMAT".into()))
+        );
+        for (sub, id) in [
+            ("serve", "serve_dir"),
+            ("render", "dir"),
+            ("compact", "compact_dir"),
+        ] {
+            let sub = cmd.find_subcommand_mut(sub).unwrap();
+            assert_eq!(env_of(sub, id), Some(None), "{}", sub.get_name());
+        }
+        // The global flags reach the subcommands without their fallback.
+        cmd.build();
+        let render = cmd.find_subcommand("render").unwrap();
+        assert_eq!(env_of(render, "log_level"), Some(None));
+    }
+
+    #[test]
+    fn test_issue_8_only_serve_suggests_demo() {
+        assert!(!ConfigError::NoDir.to_string().contains("--demo"));
+        assert!(ConfigError::NoServeDir.to_string().contains("--demo"));
+    }
+
+    #[test]
+    fn test_issue_8_unresolvable_host_is_not_a_syntax_error() {
+        let err = listen_addresses("no-such-host.invalid:9867").unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::UnresolvableHost { host, .. } if host == "no-such-host.invalid"),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--web.listen-address") && msg.contains("cannot be resolved"),
+            "{msg}"
+        );
+        for syntax in ["nonsense", "host:port", "::1:80", "[::1:80", "host:"] {
+            assert_eq!(
+                listen_addresses(syntax),
+                Err(ConfigError::ListenAddress(syntax.to_owned())),
+                "{syntax}"
+            );
+        }
+        assert_eq!(listen_addresses("[::1]:80").unwrap()[0].port(), 80);
+        assert!(!listen_addresses("localhost:80").unwrap().is_empty());
+    }
+
+    #[test]
+    fn test_issue_8_every_value_has_a_name() {
+        fn check(cmd: &clap::Command) {
+            for arg in cmd.get_arguments() {
+                if arg.get_action().takes_values() {
+                    assert!(
+                        arg.get_value_names().is_some(),
+                        "{} --{} has no value_name",
+                        cmd.get_name(),
+                        arg.get_long().unwrap_or_default()
+                    );
+                }
+            }
+            cmd.get_subcommands().for_each(check);
+        }
+        check(&Cli::command());
     }
 }

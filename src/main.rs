@@ -1,38 +1,41 @@
-//! The `multiproc-exporter` binary: parse flags, set up logging, run, map to exit codes.
+//! The `multiproc-exporter` binary: parse flags, set up logging, validate, run, map to
+//! exit codes (0 ok, 1 cannot start or directory unusable, 2 usage).
 
 use anyhow::Context;
-use clap::Parser;
 use multiproc_exporter::collect::Collector;
-use multiproc_exporter::compact::{Lifecycle, Settings};
-use multiproc_exporter::config::{
-    self, Cli, Command, CompactArgs, LogArgs, LogFormat, RenderArgs, ServeArgs, Toggle,
-};
-use multiproc_exporter::serve::{self, ServeConfig};
-use multiproc_exporter::{demo, render};
+use multiproc_exporter::compact::Lifecycle;
+use multiproc_exporter::config::{Cli, Command, Compact, LogArgs, LogFormat, Pool, Render, Serve};
+use multiproc_exporter::{demo, render, scan, serve};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_command_line();
     init_logging(&cli.log);
     let result = match cli.command {
-        Some(Command::Render(args)) => render_once(args),
-        Some(Command::DemoWorker(args)) => demo::worker_main(
+        Some(Command::Render(args)) => args.validate().map(render_once),
+        Some(Command::Compact(args)) => args.validate().map(compact_once),
+        Some(Command::Serve(args)) => args.validate().map(serve_main),
+        None => cli.serve.validate().map(serve_main),
+        Some(Command::DemoWorker(args)) => Ok(demo::worker_main(
             &args.dir,
             args.seed,
             Duration::from_millis(args.lifetime_ms),
         )
-        .map(|()| ExitCode::SUCCESS)
-        .with_context(|| format!("demo worker writing to {}", args.dir.display())),
-        Some(Command::Serve(args)) => serve_main(args),
-        Some(Command::Compact(args)) => compact_once(args),
-        None => serve_main(cli.serve),
+        .with_context(|| format!("demo worker writing to {}", args.dir.display()))),
     };
-    result.unwrap_or_else(|err| {
-        tracing::error!("{err:#}");
-        ExitCode::from(1)
-    })
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(err)) => {
+            tracing::error!("{err:#}");
+            ExitCode::from(1)
+        }
+        Err(usage) => {
+            eprintln!("error: {usage}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn init_logging(log: &LogArgs) {
@@ -48,63 +51,36 @@ fn init_logging(log: &LogArgs) {
     }
 }
 
-fn usage_error(err: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {err}");
-    ExitCode::from(2)
-}
-
-/// `serve`: bind, serve until SIGTERM/SIGINT, drain, exit 0.
-fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    if let Err(err) = config::check_telemetry_path(&args.telemetry_path) {
-        return Ok(usage_error(err));
-    }
-    let addrs = match config::listen_addresses(&args.listen_address) {
-        Ok(a) => a,
-        Err(err) => return Ok(usage_error(err)),
-    };
-    let dir = if args.demo {
-        None
-    } else {
-        match config::resolve_dir(args.dir.clone()) {
-            Ok(dir) => Some(dir),
-            Err(err) => return Ok(usage_error(err)),
-        }
-    };
+/// `serve`: bind, serve until SIGTERM/SIGINT, drain.
+fn serve_main(serve: Serve) -> anyhow::Result<()> {
+    let Serve {
+        addrs,
+        listen_address,
+        pool,
+        mut config,
+    } = serve;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = bind(&addrs, &args.listen_address)?;
-        let (_pool, dir) = match dir {
-            Some(dir) => (None, dir),
-            None => {
+        let listener = bind(&addrs, &listen_address)?;
+        // Dropped at exit, which stops the workers and removes the demo directory.
+        let _demo = match pool {
+            Pool::App => None,
+            Pool::Demo { workers, lifetime } => {
                 let exe = std::env::current_exe().context("cannot find our own executable")?;
-                let pool = demo::start(exe, args.demo_workers, args.demo_worker_lifetime)
+                let pool = demo::start(exe, workers, lifetime)
                     .context("cannot create the demo directory")?;
-                let dir = pool.dir().to_owned();
-                tracing::info!(dir = %dir.display(), workers = args.demo_workers, "demo pool started");
-                (Some(pool), dir)
+                config.dir = pool.dir().to_owned();
+                tracing::info!(dir = %config.dir.display(), workers, "demo pool started");
+                Some(pool)
             }
-        };
-        let config = ServeConfig {
-            telemetry_path: args.telemetry_path.clone(),
-            max_connections: args.max_connections,
-            header_timeout: args.header_timeout,
-            shutdown_timeout: args.shutdown_timeout,
-            dir_poll: args.lifecycle_interval,
-            lifecycle: Settings {
-                liveness: args.liveness,
-                compaction: args.compaction == Toggle::On,
-                min_free_bytes: args.min_free_bytes,
-            },
-            ..ServeConfig::new(dir)
         };
         serve::run(config, listener, shutdown_signal())
             .await
-            .context("server failed")?;
-        Ok(ExitCode::SUCCESS)
+            .context("server failed")
     })
 }
 
@@ -141,27 +117,13 @@ async fn shutdown_signal() {
 }
 
 /// `compact`: one lifecycle round; prints what it did as `key=value` pairs.
-fn compact_once(args: CompactArgs) -> anyhow::Result<ExitCode> {
-    let dir = match config::resolve_dir(args.dir) {
-        Ok(dir) => dir,
-        Err(err) => return Ok(usage_error(err)),
-    };
-    if !dir.is_dir() {
-        anyhow::bail!(
-            "directory {} does not exist or is not a directory",
-            dir.display()
-        );
-    }
-    let mut lifecycle = Lifecycle::new(
-        &dir,
-        Settings {
-            liveness: args.liveness,
-            compaction: true,
-            min_free_bytes: args.min_free_bytes,
-        },
-    );
+fn compact_once(compact: Compact) -> anyhow::Result<()> {
+    let dir = compact.dir;
+    // Says which of missing, not a directory or not listable, as `render` does.
+    scan::scan(&dir)?;
+    let mut lifecycle = Lifecycle::new(&dir, compact.lifecycle);
     let report = lifecycle
-        .tick(args.wipe_stale)
+        .tick(compact.wipe_stale)
         .with_context(|| format!("cannot compact {}", dir.display()))?;
     if let Some((reason, detail)) = &report.skipped {
         tracing::warn!(reason, "compaction skipped: {detail}");
@@ -177,26 +139,16 @@ fn compact_once(args: CompactArgs) -> anyhow::Result<ExitCode> {
         report.wiped,
         report.skipped.as_ref().map_or("no", |s| s.0)
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `render`: one pass, exposition on stdout, one warning per bad file on stderr.
-fn render_once(args: RenderArgs) -> anyhow::Result<ExitCode> {
-    let dir = match config::resolve_dir(args.dir) {
-        Ok(dir) => dir,
-        Err(err) => return Ok(usage_error(err)),
-    };
+fn render_once(render: Render) -> anyhow::Result<()> {
+    let dir = render.dir;
     let mut collector = Collector::new(&dir);
     let mut dead = std::collections::BTreeSet::new();
-    if args.liveness != multiproc_exporter::liveness::Mode::None {
-        let mut judge = Lifecycle::new(
-            &dir,
-            Settings {
-                liveness: args.liveness,
-                compaction: false,
-                min_free_bytes: 0,
-            },
-        );
+    if let Some(settings) = render.judge {
+        let mut judge = Lifecycle::new(&dir, settings);
         judge
             .tick(false)
             .with_context(|| format!("cannot judge the writers of {}", dir.display()))?;
@@ -214,11 +166,11 @@ fn render_once(args: RenderArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut out = String::with_capacity(pass.entries * 64);
-    render::render(&pass.families, args.format.format(), &mut out);
+    render::render(&pass.families, render.format, &mut out);
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush())
         .context("cannot write the exposition to stdout")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -20,53 +20,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// Settings of the HTTP server.
-#[derive(Clone, Debug)]
-pub struct ServeConfig {
-    /// The prometheus_client multiprocess directory.
-    pub dir: PathBuf,
-    /// Path of the metrics endpoint.
-    pub telemetry_path: String,
-    /// Connections served at once.
-    pub max_connections: usize,
-    /// Time a client has to send a request head (also bounds idle keep-alive).
-    pub header_timeout: Duration,
-    /// How long shutdown waits for in-flight requests.
-    pub shutdown_timeout: Duration,
-    /// Bound on the bytes read from one file.
-    pub file_limit: u64,
-    /// How often readiness is re-checked while the directory is missing, and how often
-    /// the lifecycle (liveness, compaction) runs without a watch event.
-    pub dir_poll: Duration,
-    /// Liveness and compaction settings.
-    pub lifecycle: crate::compact::Settings,
-}
-
-impl ServeConfig {
-    /// Defaults for `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> ServeConfig {
-        ServeConfig {
-            dir: dir.into(),
-            telemetry_path: "/metrics".to_owned(),
-            max_connections: 64,
-            header_timeout: Duration::from_secs(10),
-            shutdown_timeout: Duration::from_secs(10),
-            file_limit: crate::collect::DEFAULT_FILE_LIMIT,
-            dir_poll: Duration::from_secs(1),
-            lifecycle: crate::compact::Settings {
-                liveness: crate::liveness::Mode::Auto,
-                compaction: true,
-                min_free_bytes: 4 << 20,
-            },
-        }
-    }
-}
+/// Settings of the HTTP server (defined with the other settings and their defaults).
+pub use crate::config::ServeConfig;
 
 /// What a merge pass and a lifecycle round both need, behind one lock: a round changes
 /// files only while no pass reads them, and a pass leaves out the live gauges of the pids

@@ -129,3 +129,138 @@ fn help_documents_flags_and_environment() {
         assert!(out.contains(needle), "{needle} in\n{out}");
     }
 }
+
+/// Every environment variable the binary reads: the fallback of every flag of every
+/// subcommand, and the legacy lowercase directory variable.
+pub fn every_env_var() -> Vec<String> {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(var) = arg.get_env() {
+                out.push(var.to_string_lossy().into_owned());
+            }
+        }
+        cmd.get_subcommands().for_each(|sub| walk(sub, out));
+    }
+    let mut out = vec![multiproc_exporter::config::LEGACY_DIR_ENV.to_owned()];
+    walk(&multiproc_exporter::config::Cli::command(), &mut out);
+    out.sort();
+    out.dedup();
+    assert!(
+        out.len() >= 13 && out.iter().any(|v| v == "MULTIPROC_EXPORTER_LOG_LEVEL"),
+        "{out:?}"
+    );
+    out
+}
+
+#[test]
+fn test_issue_8_empty_environment_counts_as_unset() {
+    let tmp = counter_dir();
+    let dir = tmp.path().to_str().unwrap();
+    let vars = every_env_var();
+    let env: Vec<(&str, &str)> = vars.iter().map(|v| (v.as_str(), "")).collect();
+    let (out, err, code) = run(&["render", "--dir", dir], &env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(value(&out, "c_total"), Some(3.0));
+    let (out, err, code) = run(&["compact", "--dir", dir], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("evidence="), "{out}");
+}
+
+#[test]
+fn test_issue_8_empty_dir_variable_falls_back_to_the_legacy_one() {
+    let tmp = counter_dir();
+    let dir = tmp.path().to_str().unwrap();
+    let (out, err, code) = run(
+        &["render"],
+        &[
+            ("PROMETHEUS_MULTIPROC_DIR", ""),
+            ("prometheus_multiproc_dir", dir),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(value(&out, "c_total"), Some(3.0));
+}
+
+#[test]
+fn test_issue_8_only_serve_suggests_demo() {
+    for cmd in ["render", "compact"] {
+        let (out, err, code) = run(&[cmd], &[]);
+        assert_eq!(code, 2, "{cmd}: {err}");
+        assert!(out.is_empty());
+        assert!(
+            err.contains("--dir") && err.contains("PROMETHEUS_MULTIPROC_DIR"),
+            "{cmd}: {err}"
+        );
+        assert!(!err.contains("--demo"), "{cmd} suggests --demo: {err}");
+    }
+    // `serve` does have --demo; its message offers it. An unused port keeps the test
+    // from serving should the message ever stop being an error.
+    let (_, err, code) = run(&["serve", "--web.listen-address", "127.0.0.1:0"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--demo"), "{err}");
+}
+
+#[test]
+fn test_issue_8_compact_says_which_directory_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("absent");
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let (missing, file) = (missing.to_str().unwrap(), file.to_str().unwrap());
+    for cmd in ["compact", "render"] {
+        let (out, err, code) = run(&[cmd, "--dir", missing], &[]);
+        assert_eq!(code, 1, "{cmd}: {err}");
+        assert!(out.is_empty());
+        assert!(
+            err.contains(&format!("directory {missing} does not exist"))
+                && !err.contains("not a directory"),
+            "{cmd}: {err}"
+        );
+        let (out, err, code) = run(&[cmd, "--dir", file], &[]);
+        assert_eq!(code, 1, "{cmd}: {err}");
+        assert!(out.is_empty());
+        assert!(
+            err.contains(&format!("{file} is not a directory")) && !err.contains("does not exist"),
+            "{cmd}: {err}"
+        );
+    }
+}
+
+#[test]
+fn test_issue_8_help_shows_no_internal_placeholders() {
+    let mut all = String::new();
+    let commands = [
+        &[][..],
+        &["serve"],
+        &["render"],
+        &["compact"],
+        &["demo-worker"],
+    ];
+    for (cmd, help) in commands.iter().flat_map(|c| [(c, "--help"), (c, "-h")]) {
+        let mut args = cmd.to_vec();
+        args.push(help);
+        let (out, err, code) = run(&args, &[]);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        for placeholder in out.split('<').skip(1).filter_map(|s| s.split_once('>')) {
+            let name = placeholder.0;
+            assert!(
+                !name.is_empty()
+                    && !name.contains('_')
+                    && !name.chars().any(|c| c.is_ascii_lowercase()),
+                "`{}` shows the placeholder <{name}>",
+                args.join(" ")
+            );
+        }
+        all.push_str(&out);
+    }
+    for shown in [
+        "--liveness <MODE>",
+        "--compaction <ON|OFF>",
+        "--log.level <LEVEL>",
+        "--log.format <FORMAT>",
+        "--format <FORMAT>",
+    ] {
+        assert!(all.contains(shown), "{shown} in\n{all}");
+    }
+}

@@ -532,3 +532,114 @@ fn connection_cap_queues_clients_until_a_slot_frees() {
     );
     assert!(waited < Duration::from_secs(5), "{waited:?}");
 }
+
+/// `env VAR=VALUE ... BIN`: [`Server::start_with`] with variables set for the server
+/// (the wrapper gets the cleaned environment, the server these on top).
+fn env_prefix(env: &[(&str, &str)]) -> Vec<String> {
+    let mut prefix = vec!["env".to_owned()];
+    prefix.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+    prefix.push(BIN.to_owned());
+    prefix
+}
+
+#[test]
+fn test_issue_8_empty_environment_counts_as_unset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vars = crate::cli::every_env_var();
+    let env: Vec<(&str, &str)> = vars.iter().map(|v| (v.as_str(), "")).collect();
+    let prefix = env_prefix(&env);
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let s = Server::start_with(&prefix, &["serve", "--dir", tmp.path().to_str().unwrap()]);
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+    s.wait_ready();
+    assert_eq!(s.get("/metrics", &[]).status, 200);
+}
+
+#[test]
+fn test_issue_8_demo_ignores_the_directory_variables() {
+    // A real pool's directory: the demo must neither serve nor remove it.
+    let real = tempfile::tempdir().unwrap();
+    let db = real.path().join("counter_4242.db");
+    multiproc_exporter::write::DbWriter::open(&db)
+        .unwrap()
+        .set_sample("real", "real_total", &[], "the real pool", 1.0, 0.0)
+        .unwrap();
+    let path = real.path().to_str().unwrap();
+    let prefix = env_prefix(&[
+        ("PROMETHEUS_MULTIPROC_DIR", path),
+        ("prometheus_multiproc_dir", path),
+    ]);
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let mut s = Server::start_with(&prefix, &["--demo", "--demo.workers", "1"]);
+    s.wait_ready();
+    let body = s.get("/metrics", &[]).text();
+    assert!(!body.contains("real_total"), "{body}");
+    let log = s.log_text();
+    let demo_dir = log
+        .split("dir=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no demo dir in the log:\n{log}"))
+        .to_owned();
+    assert_ne!(Path::new(&demo_dir), real.path());
+    s.signal("TERM");
+    assert_eq!(s.child.wait().unwrap().code(), Some(0));
+    assert!(
+        !Path::new(&demo_dir).exists(),
+        "demo directory {demo_dir} left behind"
+    );
+    assert!(db.is_file(), "the real pool's file was removed");
+}
+
+#[test]
+fn test_issue_8_demo_with_an_explicit_dir_is_a_usage_error() {
+    let real = tempfile::tempdir().unwrap();
+    let path = real.path().to_str().unwrap();
+    for (args, env) in [
+        (&["--demo", "--dir", path][..], None),
+        (&["serve", "--dir", path, "--demo"], None),
+        // The variable does not make an explicit --dir acceptable.
+        (&["--demo", "--dir", path], Some(path)),
+    ] {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(args)
+            .args(["--web.listen-address", "127.0.0.1:0"])
+            .env_remove("PROMETHEUS_MULTIPROC_DIR")
+            .env_remove("prometheus_multiproc_dir");
+        if let Some(dir) = env {
+            cmd.env("PROMETHEUS_MULTIPROC_DIR", dir);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--demo") && err.contains("--dir"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.matches("error:").count(), 1, "{args:?}: {err}");
+    }
+    assert!(real.path().is_dir());
+}
+
+#[test]
+fn test_issue_8_unresolvable_listen_host_is_named() {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--dir",
+            "/tmp",
+            "--web.listen-address",
+            "no-such-host.invalid:9867",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+    assert!(
+        err.contains("--web.listen-address")
+            && err.contains("no-such-host.invalid")
+            && err.contains("cannot be resolved")
+            && !err.contains("HOST:PORT"),
+        "{err}"
+    );
+}
