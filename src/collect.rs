@@ -32,7 +32,7 @@ pub const DEFAULT_FILE_LIMIT: u64 = 1 << 30;
 /// How long a file may stay zero-length after it was created before that is a problem:
 /// prometheus_client creates a file and sizes it a moment later, so every new worker's
 /// files are briefly empty.
-pub const YOUNG_GRACE: Duration = Duration::from_secs(5);
+pub const YOUNG_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 struct Tracked {

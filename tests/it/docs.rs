@@ -42,3 +42,97 @@ fn configuration_doc_covers_help() {
         }
     }
 }
+
+/// The self-metrics rows of docs/operations.md: `name{labels}` and type.
+fn documented_self_metrics() -> std::collections::BTreeMap<String, String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let section = doc
+        .split("## Self-metrics")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a Self-metrics section");
+    section
+        .lines()
+        .filter_map(|l| {
+            let mut cells = l.split('|').map(str::trim).skip(1);
+            let name = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+            let typ = cells.next()?;
+            name.starts_with("multiproc_exporter_")
+                .then(|| (name.to_owned(), typ.to_owned()))
+        })
+        .collect()
+}
+
+/// What a scrape exposes of ours: `name{labels}` (label names in order, `le` left out)
+/// and type, from the text format's TYPE lines and sample lines.
+fn exposed_self_metrics(body: &str) -> std::collections::BTreeMap<String, String> {
+    let mut types = std::collections::BTreeMap::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE multiproc_exporter_") {
+            let (name, typ) = rest.split_once(' ').unwrap();
+            types.insert(format!("multiproc_exporter_{name}"), typ.to_owned());
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for (name, typ) in types {
+        let labels: std::collections::BTreeSet<String> = body
+            .lines()
+            .filter(|l| {
+                let Some(r) = l.strip_prefix(name.as_str()) else {
+                    return false;
+                };
+                let r = if typ == "histogram" {
+                    ["_bucket", "_count", "_sum"]
+                        .iter()
+                        .find_map(|suffix| r.strip_prefix(suffix))
+                        .unwrap_or(r)
+                } else {
+                    r
+                };
+                r.starts_with('{') || r.starts_with(' ')
+            })
+            .filter_map(|l| {
+                l.split_once('{')
+                    .map(|(_, r)| r.split('}').next().unwrap_or(""))
+            })
+            .flat_map(|ls| {
+                ls.split(',')
+                    .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .filter(|k| k != "le")
+            .collect();
+        let key = if labels.is_empty() {
+            name
+        } else {
+            format!(
+                "{name}{{{}}}",
+                labels.into_iter().collect::<Vec<_>>().join(",")
+            )
+        };
+        out.insert(key, typ);
+    }
+    out
+}
+
+/// Issue 8: the self-metrics table of docs/operations.md is what a scrape exposes.
+#[test]
+fn test_issue_8_self_metrics_table_matches_a_scrape() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::util::harness(&["case", tmp.path().to_str().unwrap(), "test_counter_adds"]);
+    let s = crate::util::Server::start(&["--dir", tmp.path().to_str().unwrap()]);
+    s.wait_ready();
+    let body = s.get("/metrics", &[]).text();
+    let exposed = exposed_self_metrics(&body);
+    let documented = documented_self_metrics();
+    assert!(exposed.len() >= 25, "{exposed:?}");
+    assert_eq!(
+        exposed, documented,
+        "docs/operations.md's self-metrics table differs from a scrape"
+    );
+    assert!(
+        !body.lines().any(|l| l.starts_with("process_")),
+        "bare process_* names belong to the application"
+    );
+}

@@ -27,6 +27,9 @@ mod fixtures;
 /// The HTTP sidecar.
 mod serve;
 
+/// What a scrape answers when the directory is unusable or producing it fails.
+mod scrape_policy;
+
 /// Our writer's files, read by prometheus_client.
 mod writer;
 

@@ -235,7 +235,10 @@ fn missing_directory_is_waited_for() {
     let not_ready = s.get("/readyz", &[]);
     assert_eq!(not_ready.status, 503);
     assert!(not_ready.text().contains("later"));
-    assert_eq!(s.get("/metrics", &[]).status, 503);
+    // Issue 8: a missing directory does not fail the scrape; the self-metrics say why.
+    let m = s.get("/metrics", &[]);
+    assert_eq!(m.status, 200);
+    assert_eq!(value(&m.text(), "multiproc_exporter_ready"), Some(0.0));
     assert!(
         s.log_text().contains("waiting for the directory"),
         "{}",
