@@ -27,6 +27,9 @@ mod fixtures;
 /// The HTTP sidecar.
 mod serve;
 
+/// The built-in demo pool.
+mod demo;
+
 /// What a scrape answers when the directory is unusable or producing it fails.
 mod scrape_policy;
 

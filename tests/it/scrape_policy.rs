@@ -2,7 +2,7 @@
 //! producing the answer fails (issue 8): never a hang, never an empty 200, always the
 //! reason, and the sidecar keeps serving.
 
-use crate::util::{BIN, Server, harness, value};
+use crate::util::{BIN, Server, env_prefix, harness, value};
 use std::time::Duration;
 
 fn counter_dir() -> tempfile::TempDir {
@@ -11,8 +11,10 @@ fn counter_dir() -> tempfile::TempDir {
     tmp
 }
 
-fn with_env(env: &str, args: &[&str]) -> Server {
-    Server::start_with(&["env", env, BIN], args)
+fn with_env(var: &str, value: &str, args: &[&str]) -> Server {
+    let prefix = env_prefix(&[(var, value)]);
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    Server::start_with(&prefix, args)
 }
 
 fn lines_with(s: &Server, needle: &str) -> usize {
@@ -59,7 +61,8 @@ fn test_issue_8_dir_that_is_a_regular_file_is_named_once() {
 fn test_issue_8_a_failing_render_answers_500_and_the_next_scrape_works() {
     let tmp = counter_dir();
     let s = with_env(
-        "MPE_TEST_PANIC_AT=render:1",
+        "MPE_TEST_PANIC_AT",
+        "render:1",
         &["--dir", tmp.path().to_str().unwrap()],
     );
     s.wait_ready();
@@ -85,7 +88,8 @@ fn test_issue_8_a_failing_pass_answers_500_and_the_collector_starts_over() {
     let tmp = counter_dir();
     // Pass 1 is the readiness pass at start; pass 2 is the first scrape's.
     let s = with_env(
-        "MPE_TEST_PANIC_AT=collect:2",
+        "MPE_TEST_PANIC_AT",
+        "collect:2",
         &["--dir", tmp.path().to_str().unwrap()],
     );
     s.wait_ready();

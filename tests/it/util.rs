@@ -228,6 +228,15 @@ pub fn value(text: &str, head: &str) -> Option<f64> {
         .map(|(_, v)| v)
 }
 
+/// `env VAR=VALUE ... BIN`: [`Server::start_with`] with variables set for the server
+/// (the wrapper gets the cleaned environment, the server these on top).
+pub fn env_prefix(env: &[(&str, &str)]) -> Vec<String> {
+    let mut prefix = vec!["env".to_owned()];
+    prefix.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+    prefix.push(BIN.to_owned());
+    prefix
+}
+
 /// A running `multiproc-exporter serve` on a loopback port chosen at run time.
 pub struct Server {
     pub child: std::process::Child,

@@ -1,40 +1,13 @@
-//! The sidecar's own metrics, declared once, in [`TABLE`]: name, type, help, label names,
-//! and where the values come from.
-//!
-//! They are rendered through the same model types and renderer as the workers' metrics,
-//! so they follow the negotiated format. Values that belong to a merge pass (files,
-//! series, errors) are taken from that pass; counters are process-wide. Every labelled
-//! series whose label values are known in advance (reasons, kinds, states, evidence) is
-//! exported from the start, at 0, so `increase()` and alerts see the first event. The
-//! sidecar's own process metrics are `multiproc_exporter_process_*`: bare `process_*`
-//! names on `/metrics` belong to the application the sidecar stands in for.
-//!
-//! To add a self-metric: one row in [`TABLE`] (and, if it needs a new input, a field in
-//! [`SelfMetrics`] with a method to record it), and one row in the self-metrics table of
-//! `docs/operations.md`, which a test keeps equal to what a scrape exposes.
+//! The table of self-metrics: one row per family, with where its values come from.
 
+use super::{
+    DURATION_BOUNDS, DurationHistogram, FAILURE_STAGES, LifecycleState, SKIP_REASONS, SelfMetrics,
+};
 use crate::collect::Pass;
-use crate::compact::Report;
 use crate::liveness::Evidence;
-use crate::model::{Family, MetricType, Reason, Sample};
+use crate::model::{MetricType, Reason, Sample};
 use crate::procfs;
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-/// Prefix of every family we own.
-pub const PREFIX: &str = "multiproc_exporter_";
-
-/// Upper bounds of the merge duration histogram, in seconds (`+Inf` is added).
-const DURATION_BOUNDS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
-
-/// Why compaction can be skipped (the `reason` of `compaction_skipped_total`).
-pub const SKIP_REASONS: [&str; 3] = ["no_space", "no_write_permission", "error"];
-
-/// Where a scrape that could not be produced failed (the `stage` of
-/// `scrape_failures_total`).
-pub const FAILURE_STAGES: [&str; 2] = ["collect", "render"];
+use std::sync::atomic::Ordering;
 
 /// File kinds, as `FileKind::label` spells them.
 const KINDS: [&str; 5] = ["counter", "gauge", "histogram", "summary", "unknown"];
@@ -50,25 +23,25 @@ pub struct Def {
     pub help: &'static str,
     /// Label names, in the order `values` gives label values.
     pub labels: &'static [&'static str],
-    values: fn(&Inputs<'_>, &mut Out),
+    pub(super) values: fn(&Inputs<'_>, &mut Out),
 }
 
 /// Everything a self-metric may read, gathered once per scrape.
-struct Inputs<'a> {
-    pass: &'a Pass,
-    ready: bool,
-    m: &'a SelfMetrics,
-    lifecycle: &'a LifecycleState,
-    durations: &'a DurationHistogram,
-    process: Option<procfs::Stat>,
+pub(super) struct Inputs<'a> {
+    pub(super) pass: &'a Pass,
+    pub(super) ready: bool,
+    pub(super) m: &'a SelfMetrics,
+    pub(super) lifecycle: &'a LifecycleState,
+    pub(super) durations: &'a DurationHistogram,
+    pub(super) process: Option<procfs::Stat>,
 }
 
 /// Collects the samples of one family.
-struct Out {
-    name: String,
-    typ: MetricType,
-    labels: &'static [&'static str],
-    samples: Vec<Sample>,
+pub(super) struct Out {
+    pub(super) name: String,
+    pub(super) typ: MetricType,
+    pub(super) labels: &'static [&'static str],
+    pub(super) samples: Vec<Sample>,
 }
 
 impl Out {
@@ -437,224 +410,3 @@ pub static TABLE: &[Def] = &[
         },
     ),
 ];
-
-/// Process-wide counters of the sidecar.
-#[derive(Debug, Default)]
-pub struct SelfMetrics {
-    merges: AtomicU64,
-    merge_failures: AtomicU64,
-    requests: AtomicU64,
-    timeouts: AtomicU64,
-    failures: [AtomicU64; FAILURE_STAGES.len()],
-    response_bytes: AtomicU64,
-    durations: Mutex<DurationHistogram>,
-    file_errors: Mutex<BTreeMap<Reason, u64>>,
-    lifecycle: Mutex<LifecycleState>,
-}
-
-#[derive(Debug, Default)]
-struct LifecycleState {
-    mode: &'static str,
-    evidence: &'static str,
-    last: Report,
-    proven: BTreeMap<Evidence, u64>,
-    compactions: u64,
-    absorbed: u64,
-    removed: u64,
-    wipes: u64,
-    skipped: BTreeMap<&'static str, u64>,
-}
-
-#[derive(Debug, Default)]
-struct DurationHistogram {
-    /// Per bound, then one for observations above the last bound.
-    buckets: [u64; DURATION_BOUNDS.len() + 1],
-    count: u64,
-    sum: f64,
-}
-
-impl DurationHistogram {
-    fn observe(&mut self, secs: f64) {
-        let i = DURATION_BOUNDS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(DURATION_BOUNDS.len());
-        self.buckets[i] += 1;
-        self.count += 1;
-        self.sum += secs;
-    }
-}
-
-impl SelfMetrics {
-    /// Records a finished merge pass.
-    pub fn merged(&self, took: Duration, pass: &Pass) {
-        self.merges.fetch_add(1, Ordering::Relaxed);
-        self.durations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .observe(took.as_secs_f64());
-        let mut errors = self.file_errors.lock().unwrap_or_else(|e| e.into_inner());
-        for issue in &pass.issues {
-            *errors.entry(issue.reason()).or_default() += 1;
-        }
-    }
-
-    /// Records a lifecycle tick.
-    pub fn lifecycle(&self, report: &Report, mode: &'static str, evidence: &'static str) {
-        let mut l = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
-        l.mode = mode;
-        l.evidence = evidence;
-        l.compactions += u64::from(report.absorbed > 0);
-        l.absorbed += report.absorbed as u64;
-        l.removed += report.removed as u64;
-        l.wipes += u64::from(report.wiped);
-        for (_, e) in &report.proven {
-            *l.proven.entry(*e).or_default() += 1;
-        }
-        if let Some((reason, _)) = &report.skipped {
-            *l.skipped.entry(reason).or_default() += 1;
-        }
-        l.last = report.clone();
-    }
-
-    /// Records a pass that could not list the directory.
-    pub fn merge_failed(&self) {
-        self.merge_failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records a scrape that failed at `stage` (one of [`FAILURE_STAGES`]).
-    pub fn scrape_failed(&self, stage: &str) {
-        if let Some(i) = FAILURE_STAGES.iter().position(|s| *s == stage) {
-            self.failures[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Records a request to the telemetry path.
-    pub fn request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records a scrape that ran out of its `X-Prometheus-Scrape-Timeout-Seconds`.
-    pub fn timed_out(&self) {
-        self.timeouts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records a response body sent.
-    pub fn served(&self, bytes: usize) {
-        self.response_bytes
-            .fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-
-    /// Merge passes so far.
-    pub fn merges(&self) -> u64 {
-        self.merges.load(Ordering::Relaxed)
-    }
-
-    /// The families describing the sidecar and `pass`; `ready` false means the
-    /// directory could not be read (then `pass` is empty).
-    pub fn families(&self, pass: &Pass, ready: bool) -> Vec<Family> {
-        let lifecycle = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
-        let durations = self.durations.lock().unwrap_or_else(|e| e.into_inner());
-        let inputs = Inputs {
-            pass,
-            ready,
-            m: self,
-            lifecycle: &lifecycle,
-            durations: &durations,
-            process: procfs::stat(None).ok(),
-        };
-        TABLE
-            .iter()
-            .filter_map(|d| {
-                let mut out = Out {
-                    name: format!("{PREFIX}{}", d.name),
-                    typ: d.typ,
-                    labels: d.labels,
-                    samples: Vec::new(),
-                };
-                (d.values)(&inputs, &mut out);
-                (!out.samples.is_empty()).then(|| Family {
-                    name: out.name.into(),
-                    help: d.help.into(),
-                    typ: d.typ,
-                    samples: out.samples,
-                })
-            })
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn family<'a>(fams: &'a [Family], name: &str) -> &'a Family {
-        fams.iter()
-            .find(|f| &*f.name == name)
-            .unwrap_or_else(|| panic!("{name} missing"))
-    }
-
-    #[test]
-    fn process_metrics_are_present_and_sane() {
-        let fams = SelfMetrics::default().families(&Pass::default(), true);
-        let get = |n: &str| family(&fams, n).samples[0].value;
-        assert!(get("multiproc_exporter_process_resident_memory_bytes") > 0.0);
-        assert!(get("multiproc_exporter_process_open_fds") >= 3.0);
-        let start = get("multiproc_exporter_process_start_time_seconds");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        assert!(start > 1.6e9 && start <= now + 1.0);
-        assert_eq!(
-            &*family(&fams, "multiproc_exporter_process_cpu_seconds").samples[0].name,
-            "multiproc_exporter_process_cpu_seconds_total"
-        );
-        assert!(fams.iter().all(|f| f.name.starts_with(PREFIX)));
-    }
-
-    #[test]
-    fn test_issue_8_slow_merges_are_in_the_inf_bucket() {
-        let m = SelfMetrics::default();
-        m.merged(Duration::from_millis(2), &Pass::default());
-        m.merged(Duration::from_secs(6), &Pass::default());
-        let fams = m.families(&Pass::default(), true);
-        let h = family(&fams, "multiproc_exporter_merge_duration_seconds");
-        let inf = h
-            .samples
-            .iter()
-            .find(|s| s.le == Some(f64::INFINITY))
-            .unwrap();
-        let count = h
-            .samples
-            .iter()
-            .find(|s| s.name.ends_with("_count"))
-            .unwrap();
-        let five = h.samples.iter().find(|s| s.le == Some(5.0)).unwrap();
-        assert_eq!((inf.value, count.value, five.value), (2.0, 2.0, 1.0));
-    }
-
-    #[test]
-    fn test_issue_8_labelled_counters_start_at_zero_for_every_label_value() {
-        let fams = SelfMetrics::default().families(&Pass::default(), false);
-        let errors = family(&fams, "multiproc_exporter_file_errors");
-        assert_eq!(errors.samples.len(), Reason::ALL.len());
-        assert!(errors.samples.iter().all(|s| s.value == 0.0));
-        assert_eq!(
-            family(&fams, "multiproc_exporter_compaction_skipped")
-                .samples
-                .len(),
-            SKIP_REASONS.len()
-        );
-        assert_eq!(
-            family(&fams, "multiproc_exporter_writers_proven_dead")
-                .samples
-                .len(),
-            Evidence::ALL.len()
-        );
-        assert_eq!(
-            family(&fams, "multiproc_exporter_ready").samples[0].value,
-            0.0
-        );
-    }
-}

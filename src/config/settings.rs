@@ -1,0 +1,290 @@
+//! Validated settings: what the binary runs with, built from the raw flags.
+
+use super::*;
+use std::net::{SocketAddr, ToSocketAddrs};
+use thiserror::Error;
+
+/// Settings of the HTTP server.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The prometheus_client multiprocess directory.
+    pub dir: PathBuf,
+    /// Path of the metrics endpoint.
+    pub telemetry_path: String,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time a client has to send a request head (also bounds idle keep-alive).
+    pub header_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+    /// Bound on the bytes read from one file.
+    pub file_limit: u64,
+    /// How often readiness is re-checked while the directory is missing, and how often
+    /// the lifecycle (liveness, compaction) runs without a watch event.
+    pub dir_poll: Duration,
+    /// Liveness and compaction settings.
+    pub lifecycle: compact::Settings,
+}
+
+impl ServeConfig {
+    /// Defaults for `dir`: the same as the flags' defaults.
+    pub fn new(dir: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig {
+            dir: dir.into(),
+            telemetry_path: DEFAULT_TELEMETRY_PATH.to_owned(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            file_limit: crate::collect::DEFAULT_FILE_LIMIT,
+            dir_poll: DEFAULT_LIFECYCLE_INTERVAL,
+            lifecycle: lifecycle_settings(
+                DEFAULT_LIVENESS,
+                DEFAULT_COMPACTION.is_on(),
+                DEFAULT_MIN_FREE_BYTES,
+            ),
+        }
+    }
+}
+
+/// The lifecycle settings of every subcommand (`render` judges with compaction off).
+pub fn lifecycle_settings(
+    liveness: liveness::Mode,
+    compaction: bool,
+    min_free_bytes: u64,
+) -> compact::Settings {
+    compact::Settings {
+        liveness,
+        compaction,
+        min_free_bytes,
+    }
+}
+
+/// Validated settings of `serve`.
+#[derive(Clone, Debug)]
+pub struct Serve {
+    /// The addresses `--web.listen-address` resolved to, to bind in order until one
+    /// works.
+    pub addrs: Vec<SocketAddr>,
+    /// `--web.listen-address` as given, for messages.
+    pub listen_address: String,
+    /// Whose files are served.
+    pub pool: Pool,
+    /// The server's settings; see [`Pool`] for `dir`.
+    pub config: ServeConfig,
+}
+
+/// Whose files `serve` serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    /// The application's pool, in the directory `--dir` (or the environment) names:
+    /// [`Serve::config`]'s `dir`.
+    App,
+    /// `--demo`: simulated workers in a temporary directory of their own, removed at
+    /// exit; [`Serve::config`]'s `dir` is empty until that directory is made.
+    Demo {
+        /// `--demo.workers`.
+        workers: usize,
+        /// `--demo.worker-lifetime`.
+        lifetime: Duration,
+    },
+}
+
+impl ServeArgs {
+    /// Checks the flags and resolves the directory and the listen address.
+    ///
+    /// With `--demo` the directory variables are ignored (the demo pool removes its
+    /// directory at exit and must never touch a real pool's); only an explicit `--dir`
+    /// is an error.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the flag and what is wrong with it (a usage error).
+    pub fn validate(self) -> Result<Serve, ConfigError> {
+        check_telemetry_path(&self.telemetry_path)?;
+        let addrs = listen_addresses(&self.listen_address)?;
+        let (pool, dir) = if self.demo {
+            if self.dir.is_some() && !self.dir_from_env {
+                return Err(ConfigError::DemoWithDir);
+            }
+            let pool = Pool::Demo {
+                workers: self.demo_workers,
+                lifetime: self.demo_worker_lifetime,
+            };
+            (pool, PathBuf::new())
+        } else {
+            let dir = resolve_dir(self.dir).map_err(|_| ConfigError::NoServeDir)?;
+            (Pool::App, dir)
+        };
+        let config = ServeConfig {
+            dir,
+            telemetry_path: self.telemetry_path,
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout.into(),
+            shutdown_timeout: self.shutdown_timeout.into(),
+            file_limit: crate::collect::DEFAULT_FILE_LIMIT,
+            dir_poll: self.lifecycle_interval.into(),
+            lifecycle: lifecycle_settings(
+                self.liveness,
+                self.compaction.is_on(),
+                self.min_free_bytes,
+            ),
+        };
+        Ok(Serve {
+            addrs,
+            listen_address: self.listen_address,
+            pool,
+            config,
+        })
+    }
+}
+
+/// Validated settings of `render`.
+#[derive(Clone, Debug)]
+pub struct Render {
+    /// The directory to merge.
+    pub dir: PathBuf,
+    /// The exposition format to print.
+    pub format: Format,
+    /// With a `--liveness` other than `none`: the settings of the round that finds the
+    /// dead workers whose live-mode gauges are left out (compaction off: render never
+    /// writes).
+    pub judge: Option<compact::Settings>,
+}
+
+impl RenderArgs {
+    /// Resolves the directory.
+    ///
+    /// # Errors
+    /// [`ConfigError::NoDir`] when no directory is given.
+    pub fn validate(self) -> Result<Render, ConfigError> {
+        Ok(Render {
+            dir: resolve_dir(self.dir)?,
+            format: self.format.format(),
+            judge: (self.liveness != liveness::Mode::None)
+                .then(|| lifecycle_settings(self.liveness, false, 0)),
+        })
+    }
+}
+
+/// Validated settings of `compact`.
+#[derive(Clone, Debug)]
+pub struct Compact {
+    /// The directory to compact.
+    pub dir: PathBuf,
+    /// `--wipe-stale`.
+    pub wipe_stale: bool,
+    /// Liveness and compaction settings (compaction on).
+    pub lifecycle: compact::Settings,
+}
+
+impl CompactArgs {
+    /// Resolves the directory.
+    ///
+    /// # Errors
+    /// [`ConfigError::NoDir`] when no directory is given.
+    pub fn validate(self) -> Result<Compact, ConfigError> {
+        Ok(Compact {
+            dir: resolve_dir(self.dir)?,
+            wipe_stale: self.wipe_stale,
+            lifecycle: lifecycle_settings(self.liveness, true, self.min_free_bytes),
+        })
+    }
+}
+
+/// The addresses to try for a listen address (`:PORT` means every interface, IPv6 and
+/// IPv4 where the system has both).
+///
+/// # Errors
+/// [`ConfigError::ListenAddress`] when the address is not `HOST:PORT` or `:PORT`,
+/// [`ConfigError::UnresolvableHost`] when the host does not resolve.
+pub fn listen_addresses(spec: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let bad = || ConfigError::ListenAddress(spec.to_owned());
+    let (host, port) = spec.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Ok(vec![
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
+        ]);
+    }
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    // A bracketed or an unbracketed IPv6 literal that did not parse is a typo, not a name.
+    if host.contains(':') || host.starts_with('[') {
+        return Err(bad());
+    }
+    let unresolvable = |reason: String| ConfigError::UnresolvableHost {
+        spec: spec.to_owned(),
+        host: host.to_owned(),
+        reason,
+    };
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| unresolvable(e.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(unresolvable("no addresses".to_owned()));
+    }
+    Ok(addrs)
+}
+
+/// Checks the telemetry path.
+///
+/// # Errors
+/// When it does not start with `/` or clashes with another endpoint.
+pub fn check_telemetry_path(path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') || matches!(path, "/" | "/healthz" | "/readyz") {
+        return Err(ConfigError::TelemetryPath(path.to_owned()));
+    }
+    Ok(())
+}
+
+/// A setting could not be resolved: a usage error.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Neither the flag nor either environment variable names a directory (`render`,
+    /// `compact`).
+    #[error("no directory given: pass --dir DIR or set {DIR_ENV} (or the legacy {LEGACY_DIR_ENV})")]
+    NoDir,
+    /// The same for `serve`, which can also run its demo pool instead.
+    #[error(
+        "no directory given: pass --dir DIR or set {DIR_ENV} (or the legacy {LEGACY_DIR_ENV}), or try --demo"
+    )]
+    NoServeDir,
+    /// `--demo` and `--dir` on the command line.
+    #[error(
+        "--demo cannot be used with --dir: the demo pool writes to a temporary directory of its own and removes it at exit"
+    )]
+    DemoWithDir,
+    /// `--web.listen-address` is not usable.
+    #[error("--web.listen-address {0:?} is not HOST:PORT or :PORT")]
+    ListenAddress(String),
+    /// The host of `--web.listen-address` does not resolve.
+    #[error("--web.listen-address {spec:?}: host {host:?} cannot be resolved: {reason}")]
+    UnresolvableHost {
+        /// The flag's value.
+        spec: String,
+        /// Its host part.
+        host: String,
+        /// The resolver's answer.
+        reason: String,
+    },
+    /// `--web.telemetry-path` is not usable.
+    #[error("--web.telemetry-path {0:?} must start with '/' and not be /, /healthz or /readyz")]
+    TelemetryPath(String),
+}
+
+/// The directory from the flag, `PROMETHEUS_MULTIPROC_DIR` (applied by clap), or the
+/// legacy lowercase variable, in that order. Empty values count as unset.
+///
+/// # Errors
+/// [`ConfigError::NoDir`] when none is set.
+pub fn resolve_dir(flag: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+    flag.filter(|p| !p.as_os_str().is_empty())
+        .or_else(|| {
+            std::env::var_os(LEGACY_DIR_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .ok_or(ConfigError::NoDir)
+}
