@@ -42,6 +42,9 @@ mod prometheus;
 /// Docs checked against the binary.
 mod docs;
 
+/// The module graph of the crate.
+mod layout;
+
 /// Dead workers, compaction, pid reuse, stale directories.
 mod lifecycle;
 

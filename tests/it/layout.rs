@@ -1,0 +1,114 @@
+//! The module graph that `src/lib.rs` documents: no import cycle among the top-level
+//! modules, and the stages that must stay leaves stay leaves (issue 8).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+
+/// The non-test source of a module: its file, or every file of its directory except
+/// `tests.rs`, each cut at its first `#[cfg(test)]`.
+fn source(module: &str) -> String {
+    let dir = Path::new(SRC).join(module);
+    let mut files = Vec::new();
+    if dir.is_dir() {
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs")
+                    && p.file_name().is_some_and(|n| n != "tests.rs")
+                {
+                    files.push(p);
+                }
+            }
+        }
+    } else {
+        files.push(Path::new(SRC).join(format!("{module}.rs")));
+    }
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.split("#[cfg(test)]").next().unwrap_or("").to_owned()
+        })
+        .collect()
+}
+
+/// Top-level module → the other top-level modules its non-test code names.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let lib = std::fs::read_to_string(Path::new(SRC).join("lib.rs")).unwrap();
+    let modules: Vec<String> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod "))
+        .map(|m| m.trim_end_matches(';').to_owned())
+        .collect();
+    modules
+        .iter()
+        .map(|m| {
+            let text = source(m);
+            let deps = modules
+                .iter()
+                .filter(|d| *d != m && text.contains(&format!("crate::{d}")))
+                .cloned()
+                .collect();
+            (m.clone(), deps)
+        })
+        .collect()
+}
+
+fn find_cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        g: &BTreeMap<String, BTreeSet<String>>,
+        m: &str,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(m.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_owned());
+        for d in g.get(m).into_iter().flatten() {
+            if let Some(c) = visit(g, d, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    g.keys()
+        .find_map(|m| visit(g, m, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn test_issue_8_module_graph_has_no_cycle() {
+    let g = graph();
+    assert!(g.len() >= 15, "{g:?}");
+    assert_eq!(find_cycle(&g), None, "{g:#?}");
+    let deps = |m: &str| g[m].iter().cloned().collect::<Vec<_>>();
+    assert_eq!(deps("render"), ["model"], "render depends on model only");
+    assert!(deps("model").is_empty(), "model depends on nothing");
+    assert!(
+        deps("format").is_empty(),
+        "the file format depends on nothing"
+    );
+    assert_eq!(deps("fold"), ["model"]);
+    assert!(deps("procfs").is_empty());
+    // The file format has one home: no other module spells the header or padding.
+    for (m, _) in g.iter().filter(|(m, _)| m.as_str() != "format") {
+        let text = source(m);
+        assert!(
+            !text.contains("8 - (n + 4) % 8") && !text.contains("HEADER_LEN: usize ="),
+            "{m} spells the file layout itself"
+        );
+    }
+}
