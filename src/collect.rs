@@ -104,6 +104,12 @@ impl Collector {
         &self.dir
     }
 
+    /// Forgets everything read so far (keeping the directory and the per-file bound):
+    /// the next pass reads every file afresh. For recovery after a failed pass.
+    pub fn reset(&mut self) {
+        *self = Collector::new(std::mem::take(&mut self.dir)).with_file_limit(self.limit);
+    }
+
     /// How many merge plans were built so far (a steady pass builds none).
     pub fn plans_built(&self) -> u64 {
         self.merger.plans_built()
@@ -133,13 +139,12 @@ impl Collector {
             young += usize::from(found.young);
             issues.extend(found.problems.into_iter().map(|p| p.of(name.clone())));
         }
-        let mut pass = self.merge(dead, issues);
-        pass.young = young;
-        Ok(pass)
+        crate::testpoint::panic("collect");
+        Ok(self.merge(dead, issues, young))
     }
 
     /// Merges the tracked files; attaches merge problems to their files.
-    fn merge(&mut self, dead: &BTreeSet<String>, mut issues: Vec<FileIssue>) -> Pass {
+    fn merge(&mut self, dead: &BTreeSet<String>, mut issues: Vec<FileIssue>, young: usize) -> Pass {
         let merged: Vec<&Tracked> = self
             .files
             .values()
@@ -177,7 +182,7 @@ impl Collector {
         Pass {
             families: out.families,
             issues,
-            young: 0,
+            young,
             entries,
             files_by_kind,
             pids,
@@ -223,11 +228,13 @@ struct Refreshed {
 }
 
 /// Whether a file last changed at `changed` is within [`YOUNG_GRACE`] of now.
+/// A change time in the future (the clock stepped back) is not young: the grace must
+/// not hide a file for longer than it says.
 fn is_young(changed: Option<SystemTime>) -> bool {
     changed.is_some_and(|c| {
         SystemTime::now()
             .duration_since(c)
-            .map_or(true, |age| age < YOUNG_GRACE)
+            .is_ok_and(|age| age < YOUNG_GRACE)
     })
 }
 

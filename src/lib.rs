@@ -21,7 +21,7 @@
 //!
 //! - [`model`]: the vocabulary (file kinds, gauge modes, families and samples, file
 //!   problems); depends on nothing else in the crate.
-//! - [`format`]: prometheus_client's file format (header, entry layout, key encoding):
+//! - [`format`](mod@format): prometheus_client's file format (header, entry layout, key encoding):
 //!   read by `read` and `parse`, written by [`write`](mod@write) and compaction.
 //! - [`fold`]: how values of one series combine (sum, min, max, last, most recent, the
 //!   exact sum): used by the merge plan and by compaction's archives.
@@ -35,8 +35,9 @@
 //! validated settings; [`demo`] runs a simulated worker pool; [`testpoint`] holds the
 //! fault injection points of the crash tests.
 //!
-//! Dependencies point one way: `model` at the bottom; `format` and `fold` on `model`;
-//! the stages on those; `render` on `model` only; `serve` on everything it drives.
+//! Dependencies point one way (`tests/it/layout.rs` checks it): `model`, `format` and
+//! `procfs` depend on nothing; `fold` on `model`; the stages on those; `render` on
+//! `model` only; `serve` on everything it drives.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 

@@ -70,6 +70,14 @@ fn serve_main(serve: Serve) -> anyhow::Result<()> {
         let _demo = match pool {
             Pool::App => None,
             Pool::Demo { workers, lifetime } => {
+                if std::env::var_os(multiproc_exporter::config::DIR_ENV)
+                    .is_some_and(|v| !v.is_empty())
+                {
+                    tracing::info!(
+                        "--demo ignores {}: the demo pool writes to a directory of its own",
+                        multiproc_exporter::config::DIR_ENV
+                    );
+                }
                 let exe = std::env::current_exe().context("cannot find our own executable")?;
                 let pool = demo::start(exe, workers, lifetime)
                     .context("cannot create the demo directory")?;
@@ -125,8 +133,12 @@ fn compact_once(compact: Compact) -> anyhow::Result<()> {
     let report = lifecycle
         .tick(compact.wipe_stale)
         .with_context(|| format!("cannot compact {}", dir.display()))?;
-    if let Some((reason, detail)) = &report.skipped {
-        tracing::warn!(reason, "compaction skipped: {detail}");
+    if let Some(skip) = &report.skipped {
+        tracing::warn!(
+            reason = skip.reason.as_str(),
+            "compaction skipped: {}",
+            skip.detail
+        );
     }
     println!(
         "evidence={} alive={} dead={} unknown={} absorbed={} removed={} wiped={} skipped={}",
@@ -137,7 +149,7 @@ fn compact_once(compact: Compact) -> anyhow::Result<()> {
         report.absorbed,
         report.removed,
         report.wiped,
-        report.skipped.as_ref().map_or("no", |s| s.0)
+        report.skipped.as_ref().map_or("no", |s| s.reason.as_str())
     );
     Ok(())
 }

@@ -34,14 +34,18 @@ impl Spec {
     }
 }
 
+/// Whether the point named by the variable `var` (read once, into `spec`) is `point`
+/// and this is the reach to fail.
+fn fires(spec: &OnceLock<Option<Spec>>, var: &str, point: &str) -> bool {
+    spec.get_or_init(|| Spec::from_env(var))
+        .as_ref()
+        .is_some_and(|s| s.fires(point))
+}
+
 /// Aborts the process here if `MPE_TEST_CRASH_AT` names this point (and this reach).
 pub fn crash(point: &str) {
     static SPEC: OnceLock<Option<Spec>> = OnceLock::new();
-    if SPEC
-        .get_or_init(|| Spec::from_env("MPE_TEST_CRASH_AT"))
-        .as_ref()
-        .is_some_and(|s| s.fires(point))
-    {
+    if fires(&SPEC, "MPE_TEST_CRASH_AT", point) {
         std::process::abort();
     }
 }
@@ -49,11 +53,7 @@ pub fn crash(point: &str) {
 /// Panics here if `MPE_TEST_PANIC_AT` names this point (and this reach).
 pub fn panic(point: &str) {
     static SPEC: OnceLock<Option<Spec>> = OnceLock::new();
-    if SPEC
-        .get_or_init(|| Spec::from_env("MPE_TEST_PANIC_AT"))
-        .as_ref()
-        .is_some_and(|s| s.fires(point))
-    {
+    if fires(&SPEC, "MPE_TEST_PANIC_AT", point) {
         panic!("test point {point} reached (MPE_TEST_PANIC_AT)");
     }
 }

@@ -51,7 +51,7 @@ impl DbWriter {
         let mut positions = HashMap::new();
         if used == 0 {
             used = HEADER_LEN;
-            file.write_all_at(&(used as i32).to_ne_bytes(), 0)?;
+            file.write_all_at(&format::used_bytes(used as i32), 0)?;
         } else {
             let mut bytes = vec![0u8; used];
             file.read_exact_at(&mut bytes, 0)?;
@@ -79,9 +79,7 @@ impl DbWriter {
             Some(&offset) => offset,
             None => self.append(key)?,
         };
-        let mut pair = [0u8; VALUE_LEN];
-        pair[..8].copy_from_slice(&value.to_ne_bytes());
-        pair[8..].copy_from_slice(&timestamp.to_ne_bytes());
+        let pair = format::value_bytes(value, timestamp);
         self.file.write_all_at(&pair, offset as u64)
     }
 
@@ -146,7 +144,7 @@ impl DbWriter {
         self.file.write_all_at(&entry, at as u64)?;
         self.used += len;
         self.file
-            .write_all_at(&(self.used as i32).to_ne_bytes(), 0)?;
+            .write_all_at(&format::used_bytes(self.used as i32), 0)?;
         self.positions.insert(key.to_owned(), value_offset);
         Ok(value_offset)
     }

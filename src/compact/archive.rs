@@ -103,7 +103,9 @@ pub fn absorb(
     pending: &[Pending],
 ) -> io::Result<usize> {
     let Some(fold) = Fold::for_archive(kind) else {
-        return Ok(0);
+        return Err(io::Error::other(format!(
+            "{kind:?} files are not folded into archives"
+        )));
     };
     let archive_path = dir.join(archive);
     let mut sorted: Vec<&Pending> = pending.iter().collect();

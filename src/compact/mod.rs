@@ -3,7 +3,7 @@
 //!
 //! One [`Lifecycle::tick`] runs under the directory lock (`.multiproc-exporter.lock`,
 //! the same `flock` the shim takes around its wipes), and the server runs it with the
-//! collector locked, so no merge pass ever sees a half-done step. Every step is
+//! pipeline locked (no merge pass runs meanwhile), so no pass ever sees a half-done step. Every step is
 //! idempotent and crash-safe (see [`archive`]); the first thing a tick does is finish
 //! what a crashed tick left.
 //!
@@ -12,6 +12,9 @@
 //! reported; with `--liveness none` nothing is ever deleted.
 
 pub mod archive;
+mod preflight;
+
+pub use preflight::{Skip, SkipReason};
 
 use crate::liveness::{self, Evidence, Liveness, PidFile, Verdict};
 use crate::model::FileKind;
@@ -48,7 +51,7 @@ pub struct Report {
     /// Pids without evidence (treated as alive).
     pub unknown: usize,
     /// Pids proven dead in this tick that were not at the previous one, and why.
-    pub proven: Vec<(String, Evidence)>,
+    pub proven: Vec<Death>,
     /// Files deleted (live gauges of dead pids, absorbed files, stale files).
     pub removed: usize,
     /// Dead files folded into archives.
@@ -56,7 +59,16 @@ pub struct Report {
     /// The whole directory was stale (every writer dead) and was cleaned.
     pub wiped: bool,
     /// Why compaction was skipped, if it was.
-    pub skipped: Option<(&'static str, String)>,
+    pub skipped: Option<Skip>,
+}
+
+/// A writer newly proven dead, and the evidence that proved it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Death {
+    /// Its pid (as the file names spell it).
+    pub pid: String,
+    /// What proved it.
+    pub evidence: Evidence,
 }
 
 /// The files of one writer pid (archives excluded), with identities for liveness.
@@ -74,8 +86,24 @@ struct Hidden {
     pending: Pending,
 }
 
-/// Hidden files to absorb, by archive.
-type Absorptions = BTreeMap<String, (FileKind, Vec<Pending>)>;
+/// Hidden files of one kind waiting to be absorbed into one archive.
+#[derive(Debug)]
+struct Queue {
+    kind: FileKind,
+    files: Vec<Pending>,
+}
+
+impl Queue {
+    fn new(kind: FileKind) -> Queue {
+        Queue {
+            kind,
+            files: Vec::new(),
+        }
+    }
+}
+
+/// Hidden files to absorb, by archive name.
+type Absorptions = BTreeMap<String, Queue>;
 
 /// The lifecycle state of one directory.
 #[derive(Debug)]
@@ -141,7 +169,7 @@ impl Lifecycle {
         if self.dead.is_empty() && pending.is_empty() {
             return Ok(report);
         }
-        if let Some(skip) = preflight(
+        if let Some(skip) = preflight::preflight(
             &self.dir,
             &writers,
             &self.dead,
@@ -152,8 +180,13 @@ impl Lifecycle {
         }
         let dead: Vec<String> = self.dead.iter().cloned().collect();
         for pid in &dead {
-            self.retire(pid, &writers[pid], &mut pending, &mut report)?;
+            if !self.retire(pid, &writers[pid], &mut pending, &mut report)? {
+                // Proven alive on the second look: a new process took the pid over.
+                report.dead -= 1;
+                report.alive += 1;
+            }
         }
+        report.proven.retain(|d| self.dead.contains(&d.pid));
         archive::sync_dir(&self.dir)?;
         if !absorb_all(&self.dir, &pending, &mut report) {
             return Ok(report);
@@ -180,7 +213,10 @@ impl Lifecycle {
                 Verdict::Dead(evidence) => {
                     report.dead += 1;
                     if !before.contains(pid) {
-                        report.proven.push((pid.clone(), evidence));
+                        report.proven.push(Death {
+                            pid: pid.clone(),
+                            evidence,
+                        });
                     }
                     self.dead.insert(pid.clone());
                 }
@@ -191,14 +227,14 @@ impl Lifecycle {
 
     /// Deletes the live gauges of dead `pid` and renames its foldable files to hidden
     /// names; once death is proven again (nothing took the pid over meanwhile), queues
-    /// them in `pending`.
+    /// them in `pending`. Returns whether the pid is still dead.
     fn retire(
         &mut self,
         pid: &str,
         writer: &Writer,
         pending: &mut Absorptions,
         report: &mut Report,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         let mut hidden_here = Vec::new();
         for (db, pf) in writer.files.iter().zip(&writer.ids) {
             let path = self.dir.join(&db.name);
@@ -241,16 +277,16 @@ impl Lifecycle {
                 }
             }
             self.dead.remove(pid);
-            return Ok(());
+            return Ok(false);
         }
         for h in hidden_here {
             pending
                 .entry(h.archive)
-                .or_insert_with(|| (h.kind, Vec::new()))
-                .1
+                .or_insert_with(|| Queue::new(h.kind))
+                .files
                 .push(h.pending);
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -258,10 +294,11 @@ impl Lifecycle {
 /// yet absorbed back under its name (so every reader counts it again; the next round
 /// retries), records why in `report`, and returns `false`.
 fn absorb_all(dir: &Path, pending: &Absorptions, report: &mut Report) -> bool {
-    for (done, (archive, (kind, files))) in pending.iter().enumerate() {
-        if let Err(err) = archive::absorb(dir, archive, kind, files) {
-            for (_, (_, rest)) in pending.iter().skip(done) {
-                for p in rest {
+    for (done, (archive, queue)) in pending.iter().enumerate() {
+        let files = &queue.files;
+        if let Err(err) = archive::absorb(dir, archive, &queue.kind, files) {
+            for (_, rest) in pending.iter().skip(done) {
+                for p in &rest.files {
                     let original = &p.hidden[ABSORBING_PREFIX.len()..];
                     if !dir.join(original).exists() {
                         let _ = fs::rename(dir.join(&p.hidden), dir.join(original));
@@ -269,7 +306,10 @@ fn absorb_all(dir: &Path, pending: &Absorptions, report: &mut Report) -> bool {
                 }
             }
             let _ = archive::sync_dir(dir);
-            report.skipped = Some(("error", format!("cannot write {archive}: {err}")));
+            report.skipped = Some(Skip::new(
+                SkipReason::Error,
+                format!("cannot write {archive}: {err}"),
+            ));
             return false;
         }
         report.absorbed += files.len();
@@ -350,61 +390,12 @@ fn recover(dir: &Path, pending: &mut Absorptions) -> io::Result<usize> {
         } else {
             pending
                 .entry(archive)
-                .or_insert_with(|| (db.kind.clone(), Vec::new()))
-                .1
+                .or_insert_with(|| Queue::new(db.kind.clone()))
+                .files
                 .push(Pending { hidden: name, id });
         }
     }
     Ok(removed)
-}
-
-/// Checks write permission and free space; returns why not, if compaction cannot run.
-fn preflight(
-    dir: &Path,
-    by_pid: &BTreeMap<String, Writer>,
-    dead: &BTreeSet<String>,
-    min_free: u64,
-) -> Option<(&'static str, String)> {
-    if nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
-        return Some((
-            "no_write_permission",
-            format!("cannot write to {}", dir.display()),
-        ));
-    }
-    // A new archive is at most the old one plus the absorbed files' used bytes.
-    let mut need: u64 = 0;
-    for pid in dead {
-        for f in &by_pid[pid].files {
-            need += fs::metadata(dir.join(&f.name)).map_or(0, |m| m.len().min(1 << 31));
-        }
-    }
-    for f in fs::read_dir(dir).ok()?.flatten() {
-        if f.file_name()
-            .to_str()
-            .is_some_and(|n| n.ends_with("_archive.db"))
-        {
-            need += f.metadata().map_or(0, |m| m.len());
-        }
-    }
-    match nix::sys::statvfs::statvfs(dir) {
-        Ok(st) => {
-            let free = st.blocks_available() * st.fragment_size();
-            if free < need + min_free {
-                return Some((
-                    "no_space",
-                    format!(
-                        "{} has {free} bytes free; compaction needs {need} plus a reserve of {min_free}",
-                        dir.display()
-                    ),
-                ));
-            }
-            None
-        }
-        Err(e) => Some((
-            "no_space",
-            format!("cannot read free space of {}: {e}", dir.display()),
-        )),
-    }
 }
 
 /// What the stale-directory wipe may do with a file, judged by its name alone.

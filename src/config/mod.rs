@@ -59,6 +59,12 @@ pub const DEFAULT_RENDER_LIVENESS: liveness::Mode = liveness::Mode::None;
 pub const DEFAULT_COMPACTION: Toggle = Toggle::On;
 /// `--demo.workers`.
 pub const DEFAULT_DEMO_WORKERS: usize = 4;
+/// `--demo.worker-lifetime` (hidden): each demo worker lives between it and 2.5 times it.
+pub const DEFAULT_DEMO_WORKER_LIFETIME: Duration = Duration::from_secs(8);
+/// `--log.level`.
+pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Info;
+/// `--log.format`.
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 
 /// One aggregated /metrics for a pre-fork worker pool that writes prometheus_client
 /// multiprocess files. Without a subcommand it serves (see `serve`).
@@ -188,12 +194,11 @@ pub struct ServeArgs {
     #[arg(
         long = "demo.worker-lifetime",
         value_name = "DURATION",
-        default_value = "8s",
-        value_parser = parse_duration,
+        default_value_t = DurationArg(DEFAULT_DEMO_WORKER_LIFETIME),
         hide = true,
         requires = "demo"
     )]
-    pub demo_worker_lifetime: Duration,
+    pub demo_worker_lifetime: DurationArg,
     /// Address to listen on: HOST:PORT, or :PORT for all interfaces.
     #[arg(
         long = "web.listen-address",
@@ -351,7 +356,7 @@ pub struct LogArgs {
         env = "MULTIPROC_EXPORTER_LOG_LEVEL",
         value_name = "LEVEL",
         value_enum,
-        default_value_t = LogLevel::Info,
+        default_value_t = DEFAULT_LOG_LEVEL,
         global = true
     )]
     pub level: LogLevel,
@@ -362,7 +367,7 @@ pub struct LogArgs {
         env = "MULTIPROC_EXPORTER_LOG_FORMAT",
         value_name = "FORMAT",
         value_enum,
-        default_value_t = LogFormat::Text,
+        default_value_t = DEFAULT_LOG_FORMAT,
         global = true
     )]
     pub format: LogFormat,

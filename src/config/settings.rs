@@ -107,7 +107,7 @@ impl ServeArgs {
             }
             let pool = Pool::Demo {
                 workers: self.demo_workers,
-                lifetime: self.demo_worker_lifetime,
+                lifetime: self.demo_worker_lifetime.into(),
             };
             (pool, PathBuf::new())
         } else {

@@ -188,6 +188,20 @@ mod tests {
         }
     }
 
+    /// A `mostrecent` series never set (timestamp 0) stays never set through an archive.
+    #[test]
+    fn never_set_mostrecent_survives_an_archive() {
+        let mut archive = Fold::MostRecent.start();
+        archive.add(5.0, 0.0);
+        assert_eq!(archive.value(), None);
+        let (v, t) = archive.archived();
+        let mut after = Fold::MostRecent.start();
+        after.add(v, t);
+        assert_eq!(after.value(), None);
+        after.add(2.0, 3.0);
+        assert_eq!(after.value(), Some(2.0));
+    }
+
     #[test]
     fn archive_rules_by_kind() {
         assert_eq!(Fold::for_archive(&FileKind::Counter), Some(Fold::Sum));

@@ -94,16 +94,29 @@ pub fn encode_entry(out: &mut Vec<u8>, key: &[u8], value: f64, timestamp: f64) -
     out.extend_from_slice(key);
     out.resize(out.len() + padding(n), b' ');
     let at = out.len();
-    out.extend_from_slice(&value.to_ne_bytes());
-    out.extend_from_slice(&timestamp.to_ne_bytes());
+    out.extend_from_slice(&value_bytes(value, timestamp));
     at
 }
 
 /// Writes `used` into the header of `file` (the first [`HEADER_LEN`] bytes).
 pub fn set_used(file: &mut [u8], used: i32) {
     if let Some(h) = file.get_mut(..4) {
-        h.copy_from_slice(&used.to_ne_bytes());
+        h.copy_from_slice(&used_bytes(used));
     }
+}
+
+/// The bytes of `used` as the header stores them (at offset 0), for writers that update
+/// it in place.
+pub fn used_bytes(used: i32) -> [u8; 4] {
+    used.to_ne_bytes()
+}
+
+/// The bytes of a value pair as an entry stores them (at its value offset).
+pub fn value_bytes(value: f64, timestamp: f64) -> [u8; VALUE_LEN] {
+    let mut pair = [0u8; VALUE_LEN];
+    pair[..8].copy_from_slice(&value.to_ne_bytes());
+    pair[8..].copy_from_slice(&timestamp.to_ne_bytes());
+    pair
 }
 
 /// Reads the header's `used`, if the bytes hold a header.

@@ -177,7 +177,10 @@ impl FileKind {
         }
     }
 
-    /// The short name used in self-metrics and logs.
+    /// Every value of [`FileKind::label`], for declaring metric label values up front.
+    pub const LABELS: [&'static str; 5] = ["counter", "gauge", "histogram", "summary", "unknown"];
+
+    /// The short name used in self-metrics and logs (one of [`FileKind::LABELS`]).
     pub fn label(&self) -> &'static str {
         match self {
             FileKind::Counter => "counter",
@@ -186,5 +189,23 @@ impl FileKind {
             FileKind::Summary => "summary",
             FileKind::Unknown => "unknown",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_labels_are_every_label() {
+        let kinds = [
+            FileKind::Counter,
+            FileKind::Gauge(GaugeMode::All),
+            FileKind::Histogram,
+            FileKind::Summary,
+            FileKind::Unknown,
+        ];
+        let labels: Vec<&str> = kinds.iter().map(FileKind::label).collect();
+        assert_eq!(labels, FileKind::LABELS);
     }
 }

@@ -1,8 +1,9 @@
 //! Why a file (or part of one) was not used, in a form that is both logged and counted.
 //!
 //! Every stage that can meet bad input returns a [`FileProblem`] instead of failing: one
-//! bad file must never cost the scrape. The stage does not know (or need) the file's
-//! name; `collect` attaches it once, making a [`FileIssue`]. The [`Reason`] is a short,
+//! bad file must never cost the scrape. A stage that reads a file's bytes does not know
+//! (or need) its name; `collect` attaches it once, making a [`FileIssue`] (`scan`, which
+//! lists the names, makes its own). The [`Reason`] is a short,
 //! stable token because it becomes the `reason` label of
 //! `multiproc_exporter_file_errors_total`.
 

@@ -39,11 +39,6 @@ impl FileIndex {
         }
     }
 
-    /// Whether the file was recognised as a pre-0.18 file.
-    pub fn is_old_format(&self) -> bool {
-        self.old_format
-    }
-
     /// Offset up to which entries are framed.
     pub fn parsed_to(&self) -> usize {
         self.parsed_to

@@ -218,6 +218,27 @@ mod tests {
         assert_eq!(v.value_at(2000), None);
     }
 
+    /// Issue 8: a failed `pread` is an error of the read (unreadable), not a short file.
+    #[test]
+    fn test_issue_8_a_failed_pread_is_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counter_1.db");
+        std::fs::write(&path, [0u8; 64]).unwrap();
+        // A descriptor open for writing only: every pread fails with EBADF.
+        let write_only = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let view = View {
+            file: &write_only,
+            map: None,
+            len: 64,
+            used: Some(64),
+            size: 64,
+            changed: None,
+        };
+        let err = view.copy_out(HEADER_LEN).unwrap_err();
+        let problem = crate::model::FileProblem::from(err);
+        assert_eq!(problem.reason, crate::model::Reason::Unreadable);
+    }
+
     #[test]
     fn short_files_have_no_mapping() {
         let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@
 //! parser can reconcile; we keep metric-name rules for both.
 //!
 //! One file per format ([`text`], [`openmetrics`]) writes what differs (the HELP and TYPE
-//! lines, the end marker); sample lines are common ([`sample`]). [`Format`] names a
+//! lines, the end marker); sample lines are common (`render/sample.rs`). [`Format`] names a
 //! format with its version and escaping, and is the only place that spells a
 //! `Content-Type`. Writing goes into one reused `String` with our own escaping
 //! ([`escape`]) and number spelling ([`float`]); nothing here allocates per sample.

@@ -18,7 +18,7 @@ mod table;
 pub use table::{Def, TABLE};
 
 use crate::collect::Pass;
-use crate::compact::Report;
+use crate::compact::{Report, SkipReason};
 use crate::liveness::Evidence;
 use crate::model::{Family, Reason};
 use crate::procfs;
@@ -33,12 +33,28 @@ pub const PREFIX: &str = "multiproc_exporter_";
 /// Upper bounds of the merge duration histogram, in seconds (`+Inf` is added).
 const DURATION_BOUNDS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
-/// Why compaction can be skipped (the `reason` of `compaction_skipped_total`).
-pub const SKIP_REASONS: [&str; 3] = ["no_space", "no_write_permission", "error"];
+/// Where a scrape that could not be produced failed: the `stage` of
+/// `multiproc_exporter_scrape_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScrapeStage {
+    /// Reading and merging the directory.
+    Collect,
+    /// Rendering the exposition.
+    Render,
+}
 
-/// Where a scrape that could not be produced failed (the `stage` of
-/// `scrape_failures_total`).
-pub const FAILURE_STAGES: [&str; 2] = ["collect", "render"];
+impl ScrapeStage {
+    /// Every stage, for declaring metric label values up front.
+    pub const ALL: [ScrapeStage; 2] = [ScrapeStage::Collect, ScrapeStage::Render];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScrapeStage::Collect => "collect",
+            ScrapeStage::Render => "render",
+        }
+    }
+}
 
 /// Process-wide counters of the sidecar.
 #[derive(Debug, Default)]
@@ -47,7 +63,7 @@ pub struct SelfMetrics {
     merge_failures: AtomicU64,
     requests: AtomicU64,
     timeouts: AtomicU64,
-    failures: [AtomicU64; FAILURE_STAGES.len()],
+    failures: [AtomicU64; ScrapeStage::ALL.len()],
     response_bytes: AtomicU64,
     durations: Mutex<DurationHistogram>,
     file_errors: Mutex<BTreeMap<Reason, u64>>,
@@ -64,7 +80,7 @@ struct LifecycleState {
     absorbed: u64,
     removed: u64,
     wipes: u64,
-    skipped: BTreeMap<&'static str, u64>,
+    skipped: BTreeMap<SkipReason, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -110,11 +126,11 @@ impl SelfMetrics {
         l.absorbed += report.absorbed as u64;
         l.removed += report.removed as u64;
         l.wipes += u64::from(report.wiped);
-        for (_, e) in &report.proven {
-            *l.proven.entry(*e).or_default() += 1;
+        for death in &report.proven {
+            *l.proven.entry(death.evidence).or_default() += 1;
         }
-        if let Some((reason, _)) = &report.skipped {
-            *l.skipped.entry(reason).or_default() += 1;
+        if let Some(skip) = &report.skipped {
+            *l.skipped.entry(skip.reason).or_default() += 1;
         }
         l.last = report.clone();
     }
@@ -124,11 +140,9 @@ impl SelfMetrics {
         self.merge_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records a scrape that failed at `stage` (one of [`FAILURE_STAGES`]).
-    pub fn scrape_failed(&self, stage: &str) {
-        if let Some(i) = FAILURE_STAGES.iter().position(|s| *s == stage) {
-            self.failures[i].fetch_add(1, Ordering::Relaxed);
-        }
+    /// Records a scrape that failed at `stage`.
+    pub fn scrape_failed(&self, stage: ScrapeStage) {
+        self.failures[stage as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a request to the telemetry path.
@@ -145,11 +159,6 @@ impl SelfMetrics {
     pub fn served(&self, bytes: usize) {
         self.response_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-
-    /// Merge passes so far.
-    pub fn merges(&self) -> u64 {
-        self.merges.load(Ordering::Relaxed)
     }
 
     /// The families describing the sidecar and `pass`; `ready` false means the
@@ -246,7 +255,7 @@ mod tests {
             family(&fams, "multiproc_exporter_compaction_skipped")
                 .samples
                 .len(),
-            SKIP_REASONS.len()
+            SkipReason::ALL.len()
         );
         assert_eq!(
             family(&fams, "multiproc_exporter_writers_proven_dead")

@@ -1,20 +1,16 @@
 //! The table of self-metrics: one row per family, with where its values come from.
 
-use super::{
-    DURATION_BOUNDS, DurationHistogram, FAILURE_STAGES, LifecycleState, SKIP_REASONS, SelfMetrics,
-};
+use super::{DURATION_BOUNDS, DurationHistogram, LifecycleState, ScrapeStage, SelfMetrics};
 use crate::collect::Pass;
+use crate::compact::SkipReason;
 use crate::liveness::Evidence;
-use crate::model::{MetricType, Reason, Sample};
+use crate::model::{FileKind, MetricType, Reason, Sample};
 use crate::procfs;
 use std::sync::atomic::Ordering;
 
-/// File kinds, as `FileKind::label` spells them.
-const KINDS: [&str; 5] = ["counter", "gauge", "histogram", "summary", "unknown"];
-
 /// One self-metric family.
 pub struct Def {
-    /// The family name without [`PREFIX`] (a counter's without `_total`).
+    /// The family name without [`super::PREFIX`] (a counter's without `_total`).
     pub name: &'static str,
     /// The type; counters get `_total`, histograms `_bucket` (with `+Inf`), `_count`
     /// and `_sum`.
@@ -163,11 +159,12 @@ pub static TABLE: &[Def] = &[
     def(
         "scrape_failures",
         Counter,
-        "Scrapes answered 500 because producing them failed, by stage (collect, render).",
+        "Scrapes answered 500 because producing them failed, by stage.",
         &["stage"],
         |i, o| {
-            for (stage, n) in FAILURE_STAGES.iter().zip(&i.m.failures) {
-                o.count(&[stage], n.load(Ordering::Relaxed))
+            for stage in ScrapeStage::ALL {
+                let n = i.m.failures[stage as usize].load(Ordering::Relaxed);
+                o.count(&[stage.as_str()], n)
             }
         },
     ),
@@ -215,7 +212,7 @@ pub static TABLE: &[Def] = &[
         "Files merged in the latest pass, by kind.",
         &["kind"],
         |i, o| {
-            for k in KINDS {
+            for k in FileKind::LABELS {
                 o.set(
                     &[k],
                     i.pass.files_by_kind.get(k).copied().unwrap_or(0) as f64,
@@ -290,7 +287,7 @@ pub static TABLE: &[Def] = &[
     def(
         "writers_proven_dead",
         Counter,
-        "Writer pids proven dead, by the evidence that proved it (lock_released, process_gone, pid_reused).",
+        "Writer pids proven dead, by the evidence that proved it.",
         &["evidence"],
         |i, o| {
             for e in Evidence::ALL {
@@ -332,11 +329,14 @@ pub static TABLE: &[Def] = &[
     def(
         "compaction_skipped",
         Counter,
-        "Lifecycle rounds that could not compact, by reason (no_space, no_write_permission, error).",
+        "Lifecycle rounds that could not compact, by reason.",
         &["reason"],
         |i, o| {
-            for r in SKIP_REASONS {
-                o.count(&[r], i.lifecycle.skipped.get(r).copied().unwrap_or(0))
+            for r in SkipReason::ALL {
+                o.count(
+                    &[r.as_str()],
+                    i.lifecycle.skipped.get(&r).copied().unwrap_or(0),
+                )
             }
         },
     ),

@@ -13,10 +13,10 @@
 //! over from the files (which cannot lower a counter: the files hold the totals).
 
 use super::Pipeline;
-use crate::collect::{Collector, Pass};
+use crate::collect::Pass;
 use crate::model::{Family, FileIssue, Reason};
 use crate::render::{self, Format};
-use crate::selfmetrics::SelfMetrics;
+use crate::selfmetrics::{ScrapeStage, SelfMetrics};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -57,11 +57,11 @@ pub enum ScrapeError {
 }
 
 impl ScrapeError {
-    /// The stage label of `multiproc_exporter_scrape_failures_total`.
-    pub fn stage(&self) -> &'static str {
+    /// Where it failed.
+    pub fn stage(&self) -> ScrapeStage {
         match self {
-            ScrapeError::Collect(_) => "collect",
-            ScrapeError::Render(_) => "render",
+            ScrapeError::Collect(_) => ScrapeStage::Collect,
+            ScrapeError::Render(_) => ScrapeStage::Render,
         }
     }
 }
@@ -113,12 +113,17 @@ impl Scrape {
     }
 }
 
-/// The text of a task's panic.
+/// The text of a task's panic (or of its cancellation, at shutdown).
 fn panic_message(join: tokio::task::JoinError) -> String {
-    if !join.is_panic() {
-        return "cancelled".to_owned();
+    if join.is_panic() {
+        payload_message(join.into_panic())
+    } else {
+        "cancelled".to_owned()
     }
-    let payload = join.into_panic();
+}
+
+/// The text of a panic payload.
+pub(super) fn payload_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -169,7 +174,7 @@ pub struct Flight {
     dir: std::path::PathBuf,
     pipeline: Arc<Mutex<Pipeline>>,
     /// Held while a pass runs: the scrapes that wait on it share the next one.
-    gate: tokio::sync::Mutex<()>,
+    gate: Arc<tokio::sync::Mutex<()>>,
     /// The newest finished pass, readable without waiting (for timeouts).
     latest: Mutex<Option<Arc<Scrape>>>,
     ready: AtomicBool,
@@ -185,7 +190,7 @@ impl Flight {
         Flight {
             dir: pipeline.collector.dir().to_owned(),
             pipeline: Arc::new(Mutex::new(pipeline)),
-            gate: tokio::sync::Mutex::new(()),
+            gate: Arc::new(tokio::sync::Mutex::new(())),
             latest: Mutex::new(None),
             ready: AtomicBool::new(false),
             unready: Mutex::new(None),
@@ -222,13 +227,30 @@ impl Flight {
 
     /// A pass that started at or after `arrived`, running one if needed.
     ///
+    /// The pass runs in a task of its own that holds the gate until its bookkeeping is
+    /// done, so a scrape that stops waiting (its timeout ran out) loses nothing: the
+    /// pass still becomes the latest, and the next scrape waits for it instead of
+    /// queueing another behind it.
+    ///
     /// # Errors
-    /// When the pass panicked.
-    pub async fn get(&self, arrived: Instant) -> Result<Arc<Scrape>, ScrapeError> {
-        let _gate = self.gate.lock().await;
+    /// When the pass failed (a panic while merging).
+    pub async fn get(self: &Arc<Self>, arrived: Instant) -> Result<Arc<Scrape>, ScrapeError> {
+        let gate = self.gate.clone().lock_owned().await;
         if let Some(s) = self.last_done().filter(|s| s.started >= arrived) {
             return Ok(s);
         }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let done = me.pass().await;
+            drop(gate);
+            done
+        })
+        .await
+        .unwrap_or_else(|join| Err(ScrapeError::Collect(panic_message(join))))
+    }
+
+    /// Runs one pass and records it.
+    async fn pass(&self) -> Result<Arc<Scrape>, ScrapeError> {
         let started = Instant::now();
         let pipeline = self.pipeline.clone();
         let joined = tokio::task::spawn_blocking(move || {
@@ -236,20 +258,30 @@ impl Flight {
             let Pipeline {
                 collector,
                 lifecycle,
-                ..
             } = &mut *p;
-            crate::testpoint::panic("collect");
-            collector.collect(lifecycle.dead_pids())
+            let run = || collector.collect(lifecycle.dead_pids());
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|payload| {
+                // Whatever the pass left half done, the files hold the totals: start over.
+                collector.reset();
+                payload_message(payload)
+            })
         })
         .await;
         let (pass, ready) = match joined {
-            Ok(Ok(pass)) => (pass, true),
-            Ok(Err(err)) => {
+            Ok(Ok(Ok(pass))) => (pass, true),
+            Ok(Ok(Err(err))) => {
                 self.metrics.merge_failed();
                 *self.unready.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
                 (Pass::default(), false)
             }
-            Err(join) => return Err(self.collect_panicked(join)),
+            Ok(Err(panic)) => {
+                let err = ScrapeError::Collect(panic);
+                self.metrics.scrape_failed(err.stage());
+                tracing::error!(error = %err, "a merge pass failed; reading the directory afresh");
+                return Err(err);
+            }
+            // Cancelled at shutdown.
+            Err(join) => return Err(ScrapeError::Collect(panic_message(join))),
         };
         if ready {
             self.metrics.merged(started.elapsed(), &pass);
@@ -265,17 +297,6 @@ impl Flight {
         let scrape = Arc::new(Scrape::new(started, families));
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(scrape.clone());
         Ok(scrape)
-    }
-
-    /// Counts and logs a panicked pass and starts the collector over from the files.
-    fn collect_panicked(&self, join: tokio::task::JoinError) -> ScrapeError {
-        let err = ScrapeError::Collect(panic_message(join));
-        self.metrics.scrape_failed(err.stage());
-        tracing::error!(error = %err, "a merge pass failed; reading the directory afresh");
-        let mut p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
-        let limit = p.file_limit;
-        p.collector = Collector::new(&self.dir).with_file_limit(limit);
-        err
     }
 
     /// Logs each (file, reason) at most once per [`LOG_EVERY`].

@@ -6,38 +6,50 @@
 //! half-done step.
 
 use super::App;
-use crate::compact::Report;
+use super::flight::payload_message;
+use crate::compact::{Report, Skip, SkipReason};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Runs one lifecycle round with the pipeline locked, then reports it.
-pub(super) async fn run_tick(app: &Arc<App>, at_start: bool) {
+/// Runs one lifecycle round with the pipeline locked, then reports it; returns the
+/// evidence in use. A round that fails (an I/O error, or a panic) is logged and counted
+/// as a skipped compaction, and the next round retries.
+pub(super) async fn run_tick(app: &Arc<App>, at_start: bool) -> &'static str {
     let pipeline = app.flight.pipeline();
     let done = tokio::task::spawn_blocking(move || {
         let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
-        let report = p.lifecycle.tick(at_start);
+        let tick = std::panic::AssertUnwindSafe(|| p.lifecycle.tick(at_start));
+        let report = std::panic::catch_unwind(tick)
+            .map_err(|payload| format!("panic: {}", payload_message(payload)))
+            .and_then(|r| r.map_err(|e| e.to_string()));
         (report, p.lifecycle.evidence())
     })
     .await;
     let Ok((report, evidence)) = done else {
-        return;
+        // Cancelled at shutdown.
+        return "none";
     };
-    let mode = app.config.lifecycle.liveness.as_str();
     let report = report.unwrap_or_else(|err| {
         tracing::warn!(error = %err, "lifecycle round failed; will retry");
         Report {
-            skipped: Some(("error", err.to_string())),
+            skipped: Some(Skip::new(SkipReason::Error, err)),
             ..Default::default()
         }
     });
     log_round(&report);
+    let mode = app.config.lifecycle.liveness.as_str();
     app.metrics.lifecycle(&report, mode, evidence);
+    evidence
 }
 
 /// One log line per newly proven death (with its evidence) and per action taken.
 fn log_round(report: &Report) {
-    for (pid, evidence) in &report.proven {
-        tracing::info!(pid, evidence = evidence.as_str(), "writer proven dead");
+    for death in &report.proven {
+        tracing::info!(
+            pid = death.pid,
+            evidence = death.evidence.as_str(),
+            "writer proven dead"
+        );
     }
     if report.wiped {
         tracing::info!(
@@ -52,8 +64,12 @@ fn log_round(report: &Report) {
             "compacted dead writers"
         );
     }
-    if let Some((reason, detail)) = &report.skipped {
-        tracing::warn!(reason, "compaction skipped: {detail}");
+    if let Some(skip) = &report.skipped {
+        tracing::warn!(
+            reason = skip.reason.as_str(),
+            "compaction skipped: {}",
+            skip.detail
+        );
     }
 }
 
@@ -72,10 +88,15 @@ pub(super) async fn run(app: Arc<App>, mut started: bool) {
                 .ok();
         }
         if is_dir {
-            run_tick(&app, !started).await;
+            let evidence = run_tick(&app, !started).await;
             started = true;
             if !logged_mode {
-                log_mode(&app);
+                tracing::info!(
+                    mode = app.config.lifecycle.liveness.as_str(),
+                    evidence,
+                    compaction = app.config.lifecycle.compaction,
+                    "liveness"
+                );
                 logged_mode = true;
             }
         }
@@ -95,23 +116,8 @@ pub(super) async fn run(app: Arc<App>, mut started: bool) {
     }
 }
 
-fn log_mode(app: &App) {
-    let evidence = app
-        .flight
-        .pipeline()
-        .lock()
-        .map(|p| p.lifecycle.evidence())
-        .unwrap_or("none");
-    tracing::info!(
-        mode = app.config.lifecycle.liveness.as_str(),
-        evidence,
-        compaction = app.config.lifecycle.compaction,
-        "liveness"
-    );
-}
-
 /// Tries a pass; logs why the directory cannot be read, once for each new reason.
-async fn poll_readiness(app: &App, said: &mut Option<String>) {
+async fn poll_readiness(app: &Arc<App>, said: &mut Option<String>) {
     if app.flight.get(Instant::now()).await.is_err() {
         return;
     }

@@ -35,15 +35,13 @@ pub use crate::config::ServeConfig;
 pub(crate) struct Pipeline {
     pub(crate) collector: Collector,
     pub(crate) lifecycle: Lifecycle,
-    /// The collector's per-file bound, to start it over after a failure.
-    pub(crate) file_limit: u64,
 }
 
 /// State shared by every connection.
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) config: ServeConfig,
-    pub(crate) flight: Flight,
+    pub(crate) flight: Arc<Flight>,
     pub(crate) metrics: Arc<SelfMetrics>,
 }
 
@@ -61,10 +59,9 @@ pub async fn run(
     let pipeline = Pipeline {
         collector: Collector::new(&config.dir).with_file_limit(config.file_limit),
         lifecycle: Lifecycle::new(&config.dir, config.lifecycle.clone()),
-        file_limit: config.file_limit,
     };
     let app = Arc::new(App {
-        flight: Flight::new(pipeline, metrics.clone()),
+        flight: Arc::new(Flight::new(pipeline, metrics.clone())),
         metrics,
         config: config.clone(),
     });

@@ -138,6 +138,20 @@ fn test_issue_8_demo_proves_dead_workers_and_keeps_the_file_count_flat() {
         compactions > 0.0 && absorbed > 0.0,
         "nothing compacted:\n{body}"
     );
+    // Why each worker was declared dead reaches the self-metric and the log.
+    let proven = value(
+        &body,
+        "multiproc_exporter_writers_proven_dead_total{evidence=\"lock_released\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(proven > 0.0, "no death counted by its evidence:\n{body}");
+    let log = s.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("writer proven dead")
+            && l.contains("evidence=\"lock_released\"")
+            || l.contains("writer proven dead") && l.contains("evidence=lock_released")),
+        "no death logged with its evidence:\n{log}"
+    );
     assert!(
         settled.iter().all(|(_, n)| *n <= BOUND),
         "more than {BOUND} files in the demo directory: {counts:?}"

@@ -37,6 +37,29 @@ fn source(module: &str) -> String {
         .collect()
 }
 
+/// The first segments of every `crate::` path in `text`, grouped imports
+/// (`use crate::{a, b::c}`) included.
+fn crate_paths(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("crate::") {
+        let rest = &text[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = group.split('}').next().unwrap_or("");
+            for item in group.split(',') {
+                let first = item.trim().split("::").next().unwrap_or("");
+                out.insert(first.trim().to_owned());
+            }
+        } else {
+            let first: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(first);
+        }
+    }
+    out
+}
+
 /// Top-level module → the other top-level modules its non-test code names.
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let lib = std::fs::read_to_string(Path::new(SRC).join("lib.rs")).unwrap();
@@ -48,10 +71,10 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     modules
         .iter()
         .map(|m| {
-            let text = source(m);
+            let named = crate_paths(&source(m));
             let deps = modules
                 .iter()
-                .filter(|d| *d != m && text.contains(&format!("crate::{d}")))
+                .filter(|d| *d != m && named.contains(d.as_str()))
                 .cloned()
                 .collect();
             (m.clone(), deps)

@@ -112,19 +112,26 @@ fn test_issue_8_a_failing_pass_answers_500_and_the_collector_starts_over() {
         ),
         Some(0.0)
     );
+    // The panic hit the pass halfway (files tracked, not merged): the collector was
+    // started over, not reused half updated.
+    assert_eq!(
+        lines_with(&s, "reading the directory afresh"),
+        1,
+        "{}",
+        s.log_text()
+    );
     assert_eq!(s.get("/healthz", &[]).status, 200);
 }
 
-fn young_dir() -> tempfile::TempDir {
-    let tmp = counter_dir();
-    // What prometheus_client leaves for a moment: created, not sized yet.
-    std::fs::File::create(tmp.path().join("counter_999.db")).unwrap();
-    tmp
+/// What prometheus_client leaves for a moment: a file created, not sized yet.
+fn create_empty(dir: &std::path::Path) {
+    std::fs::File::create(dir.join("counter_999.db")).unwrap();
 }
 
 #[test]
 fn test_issue_8_young_empty_files_are_not_errors() {
-    let tmp = young_dir();
+    let tmp = counter_dir();
+    create_empty(tmp.path());
     let out = std::process::Command::new(BIN)
         .args(["render", "--dir", tmp.path().to_str().unwrap()])
         .output()
@@ -134,9 +141,10 @@ fn test_issue_8_young_empty_files_are_not_errors() {
     assert!(!stderr.contains("counter_999"), "{stderr}");
     assert!(!stderr.contains("WARN"), "{stderr}");
 
-    let tmp = young_dir();
+    let tmp = counter_dir();
     let s = Server::start(&["--dir", tmp.path().to_str().unwrap()]);
     s.wait_ready();
+    create_empty(tmp.path());
     let body = s.get("/metrics", &[]).text();
     assert_eq!(
         value(&body, "multiproc_exporter_files_skipped{reason=\"young\"}"),
