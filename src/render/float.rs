@@ -27,9 +27,9 @@ pub fn push_go(out: &mut String, x: f64) {
         // Shortest round-trip digits in scientific form: `d[.ddd]e[-]N`.
         let _ = write!(buf, "{:e}", x.abs());
         let text = buf.as_str();
-        let (mantissa, exp) = text.split_once('e').unwrap_or((text, "0"));
+        let (mantissa, exp) = split_at_byte(text, b'e').unwrap_or((text, "0"));
         let exp: i32 = exp.parse().unwrap_or(0);
-        let (lead, rest) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let (lead, rest) = split_at_byte(mantissa, b'.').unwrap_or((mantissa, ""));
         if x < 0.0 {
             out.push('-');
         }
@@ -53,6 +53,14 @@ pub fn push_go(out: &mut String, x: f64) {
             let _ = write!(out, "e{sign}{:02}", exp.unsigned_abs());
         }
     }
+}
+
+/// `s` split around the first `b` (an ASCII byte), like `str::split_once` but a plain
+/// byte scan: this runs once per spelled value, and the char searcher behind
+/// `split_once` is not reliably inlined.
+fn split_at_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|c| c == b)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
 }
 
 /// Python's fixed notation for digits `lead.rest` times `10^exp`.

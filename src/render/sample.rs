@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 /// One sample line: `name{labels} value`, or `{"name",labels} value` for a UTF-8 name
 /// under `allow-utf-8`.
+#[inline]
 pub(super) fn push_sample(out: &mut String, s: &Sample, escaping: Escaping) {
     match &s.prefix {
         Some(prefix) if escaping == Escaping::Underscores => out.push_str(prefix),
