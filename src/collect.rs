@@ -41,7 +41,11 @@ struct Tracked {
     /// The open, mapped file (kept between passes).
     mapped: MappedFile,
     index: FileIndex,
+    /// The last good value pair of each entry.
     values: Vec<(f64, f64)>,
+    /// Where a pass loads values before they count: a pass whose loads faulted (the
+    /// file was truncated under the mapping) is thrown away and `values` stays.
+    loading: Vec<(f64, f64)>,
     /// Changes when the index starts over; keys cached merge plans.
     generation: u64,
 }
@@ -211,6 +215,7 @@ fn track<'a>(
             mapped,
             index: FileIndex::new(),
             values: Vec::new(),
+            loading: Vec::new(),
             generation: next_generation(),
         };
         files.insert(file.name.clone(), tracked);
@@ -248,7 +253,7 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable) -> Refreshed 
         mapped,
         index,
         values,
-        generation,
+        loading,
         ..
     } = tracked;
     // Any error keeps the last good values: a transient error must not drop counters.
@@ -264,29 +269,79 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable) -> Refreshed 
         return out;
     }
     if view.len < index.parsed_to() && !index.entries.is_empty() {
-        // Shorter than what was indexed: the file was rewritten; start over.
-        *index = FileIndex::new();
-        *generation = next_generation();
-        values.clear();
+        // prometheus_client never shrinks a file, and a replaced file has a new identity:
+        // someone truncated this one. Its last good values stay (a counter must not
+        // drop) until it grows back or vanishes.
+        out.problems.push(FileProblem::new(
+            Reason::Shrunk,
+            format!(
+                "the file shrank to {} readable bytes, below the {} already read; kept its last good values",
+                view.len,
+                index.parsed_to()
+            ),
+        ));
+        return out;
     }
     // Only the header and the part not indexed yet are copied out and parsed; the rest
     // of the buffer stays untouched zero pages.
     let from = index.parsed_to();
-    let bytes = match view.copy_out(from) {
+    // Only new bytes need the hole check (one `lseek` per file that grew).
+    let to = if view.len > from {
+        view.data_end(from)
+    } else {
+        view.len
+    };
+    let sparse = to < view.len;
+    if sparse {
+        out.problems.push(FileProblem::new(
+            Reason::Sparse,
+            format!(
+                "used={} but the file holds no data from byte {to} on (a hole); read up to it",
+                view.len
+            ),
+        ));
+    }
+    let bytes = match view.copy_out(from, to) {
         Ok(bytes) => bytes,
         Err(err) => {
             out.problems.push(err.into());
             return out;
         }
     };
-    out.problems = index.update(&bytes, view.used, view.size, keys);
-    load_values(index, values, &view, &bytes, from <= HEADER_LEN);
+    let found = index.update(&bytes, view.used, view.size, keys);
+    // The read stops at the hole, not at the per-file limit: say it once, as sparse.
+    out.problems.extend(
+        found
+            .into_iter()
+            .filter(|p| !(sparse && p.reason == Reason::TooLarge)),
+    );
+    load_values(index, loading, &view, &bytes, from <= HEADER_LEN);
+    if view.faulted() {
+        out.problems.push(FileProblem::new(
+            Reason::Shrunk,
+            "the file was truncated while being read; kept its last good values",
+        ));
+        mapped.forget_mapping();
+        return out;
+    }
+    commit(values, loading);
     out
 }
 
-/// Values in place: entries this read cannot reach keep their last good values. A full
-/// copy was just made for a fresh index (`fresh`): read its values from the copy, and
-/// leave the mapping's pages to be faulted in by the next pass.
+/// Makes the values of a pass (`loading`, a prefix of the entries) the last good ones;
+/// entries past it keep theirs.
+fn commit(values: &mut Vec<(f64, f64)>, loading: &mut Vec<(f64, f64)>) {
+    if loading.len() >= values.len() {
+        std::mem::swap(values, loading);
+    } else {
+        values[..loading.len()].copy_from_slice(loading);
+    }
+}
+
+/// Loads the values this read can reach, in entry order, into `values` (cleared first);
+/// it stops at the first it cannot reach. A full copy was just made for a fresh index
+/// (`fresh`): read its values from the copy, and leave the mapping's pages to be faulted
+/// in by the next pass.
 fn load_values(
     index: &FileIndex,
     values: &mut Vec<(f64, f64)>,
@@ -294,7 +349,8 @@ fn load_values(
     bytes: &[u8],
     fresh: bool,
 ) {
-    for (i, e) in index.entries.iter().enumerate() {
+    values.clear();
+    for e in &index.entries {
         let off = e.value_offset as usize;
         let loaded = if fresh {
             format::value_at(bytes, off)
@@ -304,9 +360,6 @@ fn load_values(
         let Some(v) = loaded else {
             break;
         };
-        match values.get_mut(i) {
-            Some(slot) => *slot = v,
-            None => values.push(v),
-        }
+        values.push(v);
     }
 }

@@ -13,6 +13,17 @@ use std::time::Duration;
 fn main() -> ExitCode {
     let cli = Cli::from_command_line();
     init_logging(&cli.log);
+    match multiproc_exporter::procfs::raise_fd_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::debug!(
+                before,
+                after,
+                "raised the soft limit on open files to the hard one"
+            );
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot raise the soft limit on open files"),
+    }
     let result = match cli.command {
         Some(Command::Render(args)) => args.validate().map(render_once),
         Some(Command::Compact(args)) => args.validate().map(compact_once),
@@ -171,7 +182,7 @@ fn render_once(render: Render) -> anyhow::Result<()> {
         .with_context(|| format!("cannot render {}", dir.display()))?;
     for issue in &pass.issues {
         tracing::warn!(
-            file = %dir.join(&issue.file).display(),
+            file = %issue.path_in(&dir),
             reason = issue.reason().as_str(),
             "{}",
             issue.detail()

@@ -158,6 +158,22 @@ pub fn own_pid_namespace() -> Option<u64> {
     s.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
 }
 
+/// Raises the soft limit on open file descriptors to the hard one, as the Go runtime
+/// does for every exporter: the soft default (1,024 under systemd) is far below what a
+/// directory of a few hundred workers needs, and the hard limit is what the operator
+/// granted. Returns the soft limit before and after.
+///
+/// # Errors
+/// When the limits cannot be read or set.
+pub fn raise_fd_limit() -> nix::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok((soft, hard.max(soft)))
+}
+
 /// How many file descriptors this process has open.
 pub fn open_fds() -> Option<usize> {
     Some(std::fs::read_dir("/proc/self/fd").ok()?.count())

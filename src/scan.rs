@@ -54,6 +54,13 @@ pub enum ScanError {
         /// The path.
         path: PathBuf,
     },
+    /// The path is a symbolic link: never followed, it could lead the sidecar (which
+    /// deletes dead writers' files) into another directory.
+    #[error("{} is a symbolic link; the directory itself must be named (links are not followed)", path.display())]
+    Symlink {
+        /// The path.
+        path: PathBuf,
+    },
     /// The directory could not be listed.
     #[error("cannot list directory {}: {source}", path.display())]
     Unreadable {
@@ -139,6 +146,26 @@ pub fn parse_name(name: &str) -> Result<Option<DbFile>, FileProblem> {
     }))
 }
 
+/// Checks that `dir` names a directory itself, not through a symbolic link as its last
+/// component (its parents may be links, as Debian's `/var/run` is).
+///
+/// # Errors
+/// [`ScanError::Missing`], [`ScanError::Symlink`], [`ScanError::NotADirectory`] or
+/// [`ScanError::Unreadable`].
+pub fn check_dir(dir: &Path) -> Result<(), ScanError> {
+    let path = || dir.to_owned();
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(ScanError::Symlink { path: path() }),
+        Ok(m) if !m.is_dir() => Err(ScanError::NotADirectory { path: path() }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ScanError::Missing { path: path() }),
+        Err(source) => Err(ScanError::Unreadable {
+            path: path(),
+            source,
+        }),
+    }
+}
+
 /// [`parse_name`] for a name as the directory holds it: a `*.db` name that is not UTF-8
 /// is one prometheus_client's glob sees and cannot have written.
 fn parse_os_name(name: &OsStr) -> Result<Option<DbFile>, FileProblem> {
@@ -162,6 +189,7 @@ fn parse_os_name(name: &OsStr) -> Result<Option<DbFile>, FileProblem> {
 /// Only when the directory itself cannot be listed; problems with single entries are
 /// returned in [`Listing::skipped`].
 pub fn scan(dir: &Path) -> Result<Listing, ScanError> {
+    check_dir(dir)?;
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(source) => {

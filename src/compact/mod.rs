@@ -143,7 +143,8 @@ impl Lifecycle {
     /// before the failure is consistent.
     pub fn tick(&mut self, at_start: bool) -> io::Result<Report> {
         let mut report = Report::default();
-        if !self.dir.is_dir() {
+        // Never act through a symbolic link: it could name another directory.
+        if scan::check_dir(&self.dir).is_err() {
             return Ok(report);
         }
         let modify = self.settings.compaction && self.settings.liveness != liveness::Mode::None;

@@ -10,7 +10,7 @@ mod family;
 mod problem;
 
 pub use family::{Family, LabelSet, Sample};
-pub use problem::{FileIssue, FileProblem, Reason};
+pub use problem::{Escaped, FileIssue, FileProblem, Reason};
 
 use std::fmt;
 

@@ -32,8 +32,15 @@ pub enum Reason {
     BadHeader,
     /// `used` points past the end of the file; the part that exists was read.
     UsedBeyondEof,
+    /// The file shrank below what was already read (someone truncated it, perhaps while
+    /// it was being read): its last good values are kept.
+    Shrunk,
     /// The file is larger than the configured per-file bound; the bound was read.
     TooLarge,
+    /// `used` claims bytes the file does not hold (holes): only the data before the first
+    /// hole was read, so a header cannot make the sidecar read or allocate what is not
+    /// there.
+    Sparse,
     /// An entry's key length is negative or runs past `used`.
     BadLength,
     /// The last entry is cut short: its value lies past `used`.
@@ -54,7 +61,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for declaring metric label values up front.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 20] = [
         Reason::BadName,
         Reason::UnsupportedType,
         Reason::Symlink,
@@ -64,7 +71,9 @@ impl Reason {
         Reason::Empty,
         Reason::BadHeader,
         Reason::UsedBeyondEof,
+        Reason::Shrunk,
         Reason::TooLarge,
+        Reason::Sparse,
         Reason::BadLength,
         Reason::TornEntry,
         Reason::BadUtf8,
@@ -87,7 +96,9 @@ impl Reason {
             Reason::Empty => "empty",
             Reason::BadHeader => "bad_header",
             Reason::UsedBeyondEof => "used_beyond_eof",
+            Reason::Shrunk => "shrunk",
             Reason::TooLarge => "too_large",
+            Reason::Sparse => "sparse",
             Reason::BadLength => "bad_length",
             Reason::TornEntry => "torn_entry",
             Reason::BadUtf8 => "bad_utf8",
@@ -154,9 +165,48 @@ impl FileIssue {
         &self.problem.detail
     }
 
-    /// The file name, for display.
-    pub fn name(&self) -> std::path::Display<'_> {
-        Path::new(&self.file).display()
+    /// The file name, for display (escaped: see [`Escaped`]).
+    pub fn name(&self) -> Escaped<'_> {
+        Escaped::path(Path::new(&self.file))
+    }
+
+    /// The file's path in `dir`, escaped for a log line.
+    pub fn path_in(&self, dir: &Path) -> String {
+        Escaped::path(&dir.join(&self.file)).to_string()
+    }
+}
+
+/// A file name or path as it may appear in a log line: whoever can write the directory
+/// chooses its names, so control characters (a newline would forge a log line, an ANSI
+/// escape would rewrite the terminal) are written as `\n`, `\r`, `\t`, `\u{1b}`, a
+/// backslash as `\\`, and bytes that are not UTF-8 as `\xNN`.
+pub struct Escaped<'a>(&'a [u8]);
+
+impl<'a> Escaped<'a> {
+    /// The bytes of `path`.
+    pub fn path(path: &'a Path) -> Escaped<'a> {
+        Escaped(path.as_os_str().as_encoded_bytes())
+    }
+}
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\\' => f.write_str("\\\\")?,
+                    '\n' => f.write_str("\\n")?,
+                    '\r' => f.write_str("\\r")?,
+                    '\t' => f.write_str("\\t")?,
+                    c if c.is_control() => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+                    c => write!(f, "{c}")?,
+                }
+            }
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -169,5 +219,31 @@ impl fmt::Display for FileIssue {
             self.problem.detail,
             self.problem.reason
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn test_issue_9_names_are_escaped_for_logs() {
+        let forged = "counter_6\n2030-01-01T00:00:00.000000Z ERROR forged\r\u{1b}[31m\\.db";
+        let shown = Escaped::path(Path::new(forged)).to_string();
+        assert_eq!(
+            shown,
+            "counter_6\\n2030-01-01T00:00:00.000000Z ERROR forged\\r\\u{1b}[31m\\\\.db"
+        );
+        assert!(!shown.contains('\n') && !shown.contains('\r') && !shown.contains('\u{1b}'));
+        let latin1 = std::ffi::OsStr::from_bytes(b"counter_\xe9\xff.db");
+        assert_eq!(
+            Escaped::path(Path::new(latin1)).to_string(),
+            "counter_\\xe9\\xff.db"
+        );
+        assert_eq!(
+            Escaped::path(Path::new("gauge_all_1.db")).to_string(),
+            "gauge_all_1.db"
+        );
     }
 }

@@ -27,6 +27,10 @@ pub struct FileIndex {
     parsed_to: usize,
     /// The file was written by prometheus_client < 0.18 and is skipped whole.
     old_format: bool,
+    /// Entries skipped so far for a bad key, and the first of them (reason, offset,
+    /// what): reported at every update while the file is read, not only when framed.
+    bad_keys: usize,
+    first_bad: Option<(Reason, usize, String)>,
 }
 
 impl FileIndex {
@@ -36,7 +40,24 @@ impl FileIndex {
             entries: Vec::new(),
             parsed_to: HEADER_LEN,
             old_format: false,
+            bad_keys: 0,
+            first_bad: None,
         }
+    }
+
+    /// The entries skipped for a bad key, as one problem.
+    fn bad_key_problem(&self) -> Option<FileProblem> {
+        let (reason, offset, what) = self.first_bad.as_ref()?;
+        let more = self.bad_keys - 1;
+        let others = if more > 0 {
+            format!(" (and {more} more bad keys)")
+        } else {
+            String::new()
+        };
+        Some(FileProblem::new(
+            *reason,
+            format!("skipped the entry at byte {offset}: {what}{others}"),
+        ))
     }
 
     /// Offset up to which entries are framed.
@@ -64,12 +85,13 @@ impl FileIndex {
             return problems;
         };
         let framed = self.frame(bytes, keys);
-        if framed.old_shape || (framed.stopped.is_some() && frames_as_old_format(bytes, used)) {
+        if framed.stopped.is_some() && frames_as_old_format(bytes, used) {
             self.entries.clear();
             self.old_format = true;
             problems.push(old_format());
             return problems;
         }
+        problems.extend(self.bad_key_problem());
         problems.extend(framed.problems(self.entries.len()));
         problems
     }
@@ -85,13 +107,14 @@ impl FileIndex {
                         key: id,
                         value_offset: e.value_offset as u32,
                     }),
-                    Err(KeyError::OldShape) => {
-                        out.old_shape = true;
-                        break;
+                    // A key the decoder refuses (the pre-0.16 shape too) skips its entry
+                    // only; a whole file is old-format only when its framing says so.
+                    Err(err) => {
+                        self.bad_keys += 1;
+                        if self.first_bad.is_none() {
+                            self.first_bad = Some((key_reason(&err), e.offset, err.to_string()));
+                        }
                     }
-                    Err(err) => out
-                        .bad_keys
-                        .push((key_reason(&err), e.offset, err.to_string())),
                 },
                 Err(w) => out.stopped = Some(w),
             }
@@ -104,10 +127,6 @@ impl FileIndex {
 /// What one framing run met besides good entries.
 #[derive(Default)]
 struct Framed {
-    /// Entries whose key is bad: (reason, offset, what).
-    bad_keys: Vec<(Reason, usize, String)>,
-    /// A key of the pre-0.16 shape was met.
-    old_shape: bool,
     /// Why framing stopped before the end, if it did.
     stopped: Option<WalkError>,
 }
@@ -116,18 +135,6 @@ impl Framed {
     /// The problems to report, given how many entries the file now has.
     fn problems(self, kept: usize) -> Vec<FileProblem> {
         let mut out = Vec::new();
-        if let Some((reason, offset, what)) = self.bad_keys.first() {
-            let more = self.bad_keys.len() - 1;
-            let others = if more > 0 {
-                format!(" (and {more} more bad keys)")
-            } else {
-                String::new()
-            };
-            out.push(FileProblem::new(
-                *reason,
-                format!("skipped the entry at byte {offset}: {what}{others}"),
-            ));
-        }
         if let Some(w) = self.stopped {
             let reason = match w {
                 WalkError::BadLength { .. } => Reason::BadLength,
@@ -313,6 +320,29 @@ mod tests {
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].0, Reason::TornEntry);
         assert_eq!(idx.entries.len(), 1);
+    }
+
+    #[test]
+    fn test_issue_9_one_old_shaped_key_skips_only_its_entry() {
+        let mut keys = KeyTable::default();
+        let b = build(&[k(0), r#"["c", "c_total", {}]"#.to_owned(), k(2)], 16);
+        let mut idx = FileIndex::new();
+        let issues = update(&mut idx, &b, &mut keys);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].0, Reason::BadKey);
+        assert!(issues[0].1.contains("older than 0.16"), "{}", issues[0].1);
+        assert_eq!(idx.entries.len(), 2);
+    }
+
+    #[test]
+    fn test_issue_9_bad_keys_are_reported_at_every_pass() {
+        let mut keys = KeyTable::default();
+        let b = build(&[k(0), "not json".to_owned()], 16);
+        let mut idx = FileIndex::new();
+        assert_eq!(update(&mut idx, &b, &mut keys)[0].0, Reason::BadJson);
+        let again = update(&mut idx, &b, &mut keys);
+        assert_eq!(again.len(), 1, "the skipped entry is still skipped");
+        assert_eq!(again[0].0, Reason::BadJson);
     }
 
     #[test]

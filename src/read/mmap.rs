@@ -16,9 +16,17 @@
 //! - prometheus_client only ever grows files; if a file shrinks anyway, the mapping is
 //!   dropped and made again for the new size before anything is read.
 //!
-//! What remains is a truncation by someone else between the size check and the reads of
-//! one pass, which would raise SIGBUS; prometheus_client never does that, and neither do
-//! we (our own rewrites replace files by rename, which leaves the mapped inode intact).
+//! What the size check cannot cover is a truncation by someone else between the check and
+//! the reads of one pass: the next load from a page past the new end raises SIGBUS. Any
+//! process that can write the directory could do that (prometheus_client itself never
+//! does), so the process survives it: every mapping is registered in a fixed table of
+//! address ranges ([`fault`]), and a SIGBUS handler that finds the faulting address in
+//! one of them maps a zero page over the faulting page, marks that file, and returns.
+//! The pass then discards that file's values ([`View::faulted`]) and keeps its last good
+//! ones, and the mapping is made again at the next pass. A fault anywhere else goes to
+//! the handler that was there before (Rust's stack-overflow handler, then the default
+//! action). A file whose mapping cannot be registered (the table is full) is read with
+//! `pread` instead, value by value.
 
 use super::{FileId, ReadError, open, read_at_most, read_header};
 use crate::format::HEADER_LEN;
@@ -31,15 +39,29 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug)]
 pub struct MappedFile {
     file: File,
-    map: Option<memmap2::Mmap>,
+    map: Option<Registered>,
     id: FileId,
+}
+
+/// A mapping whose address range is in the fault table for as long as it lives.
+#[derive(Debug)]
+struct Registered {
+    map: memmap2::Mmap,
+    slot: usize,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        // Out of the table before the range is unmapped (the mapping drops after this).
+        fault::unregister(self.slot);
+    }
 }
 
 /// What one pass may read of a mapped file.
 #[derive(Debug)]
 pub struct View<'a> {
     file: &'a File,
-    map: Option<&'a memmap2::Mmap>,
+    map: Option<&'a Registered>,
     /// Readable length: `min(used, size, limit, mapped)`, at least the header when
     /// there is one.
     pub len: usize,
@@ -96,25 +118,21 @@ impl MappedFile {
                 changed,
             });
         };
-        let mapped = self.map.as_ref().map_or(0, |m| m.len());
+        let mapped = self.map.as_ref().map_or(0, |m| m.map.len());
         // Map again when the file shrank under the mapping (never touch pages past the
         // end) or when the readable part grew beyond it. Map the whole file (up to the
         // limit): it grows by doubling, so remaps are rare; pages past `used` are never
         // touched.
         if (mapped as u64) > size || mapped < want {
             self.map = None;
-            let len = usize::try_from(size.min(limit)).unwrap_or(usize::MAX);
-            // SAFETY: the mapping is read-only and shared, `len` is within the file size
-            // just checked, and no reference to its bytes is ever created (see the module
-            // documentation): reads go through `copy_out` and `value_at`, which check
-            // bounds against `View::len` and use raw-pointer copies and volatile loads,
-            // because other processes change these bytes while we read them.
-            let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.file) }
-                .map_err(ReadError::Io)?;
-            self.map = Some(map);
+            self.map = self.map_file(size.min(limit))?;
         }
         let map = self.map.as_ref();
-        let len = want.min(map.map_or(0, |m| m.len()));
+        // Without a mapping (the fault table is full) values are read with `pread`.
+        let len = match map {
+            Some(m) => want.min(m.map.len()),
+            None => want,
+        };
         Ok(View {
             file: &self.file,
             map,
@@ -126,16 +144,63 @@ impl MappedFile {
     }
 }
 
+impl MappedFile {
+    /// Maps the first `len` bytes and registers the range; `None` when the fault table
+    /// is full (then the file is read without a mapping).
+    fn map_file(&self, len: u64) -> Result<Option<Registered>, ReadError> {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len == 0 {
+            return Ok(None);
+        }
+        // SAFETY: the mapping is read-only and shared, `len` is within the file size
+        // just checked, and no reference to its bytes is ever created (see the module
+        // documentation): reads go through `value_at`, which checks bounds against
+        // `View::len` and uses volatile loads, because other processes change these
+        // bytes while we read them. A truncation under the mapping is recovered by the
+        // fault handler once the range is registered, which happens before any read.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.file) }
+            .map_err(ReadError::Io)?;
+        Ok(fault::register(map.as_ptr() as usize, map.len()).map(|slot| Registered { map, slot }))
+    }
+
+    /// Drops the mapping after a fault: the zero page the handler put in must not serve
+    /// another pass, so the file is mapped afresh at the next.
+    pub fn forget_mapping(&mut self) {
+        self.map = None;
+    }
+}
+
 impl View<'_> {
-    /// Copies the header and `[from, len)` into a buffer `len` bytes long, at the same
-    /// offsets; the bytes in between stay zero (untouched pages). Parsing works on this
+    /// Whether a load of this pass hit a page past the end of the file (someone
+    /// truncated it under us): the values loaded in this pass are not the file's.
+    /// Reading the flag clears it.
+    pub fn faulted(&self) -> bool {
+        self.map.is_some_and(|m| fault::take(m.slot))
+    }
+
+    /// Where the data that starts at `from` ends: the first hole at or after `from`, or
+    /// the readable length. prometheus_client writes every byte below `used`, so a hole
+    /// below it means the header claims what the file does not hold; reading it would
+    /// cost memory for nothing (and through a mapping, on tmpfs, allocate it).
+    pub fn data_end(&self, from: usize) -> usize {
+        let Ok(from_off) = i64::try_from(from) else {
+            return self.len;
+        };
+        match nix::unistd::lseek(self.file, from_off, nix::unistd::Whence::SeekHole) {
+            Ok(hole) => usize::try_from(hole).map_or(self.len, |h| h.clamp(from, self.len)),
+            Err(_) => self.len,
+        }
+    }
+
+    /// Copies the header and `[from, to)` (`to` at most the readable length) into a buffer
+    /// `to` bytes long, at the same offsets; the bytes in between stay zero (untouched pages). Parsing works on this
     /// copy. It is read with `pread`, not through the mapping: a kernel copy takes no
     /// page faults, which matters for the first, full read of a file.
     ///
     /// # Errors
     /// When `pread` fails (an I/O error on the file): nothing of this read is usable.
-    pub fn copy_out(&self, from: usize) -> Result<Vec<u8>, ReadError> {
-        let to = self.len;
+    pub fn copy_out(&self, from: usize, to: usize) -> Result<Vec<u8>, ReadError> {
+        let to = to.min(self.len);
         let mut buf = vec![0u8; to];
         let header = HEADER_LEN.min(to);
         let from = from.max(header).min(to);
@@ -147,9 +212,18 @@ impl View<'_> {
     /// Loads the `(value, timestamp)` pair at `offset`, if it lies within the readable
     /// length.
     pub fn value_at(&self, offset: usize) -> Option<(f64, f64)> {
-        let map = self.map?;
         let end = offset.checked_add(16)?;
-        if end > self.len || end > map.len() || !offset.is_multiple_of(8) {
+        if end > self.len || !offset.is_multiple_of(8) {
+            return None;
+        }
+        let Some(Registered { map, .. }) = self.map else {
+            let mut pair = [0u8; 16];
+            let got = read_at_most(self.file, &mut pair, offset as u64).ok()?;
+            return (got == 16)
+                .then(|| crate::format::value_at(&pair, 0))
+                .flatten();
+        };
+        if end > map.len() {
             return None;
         }
         // SAFETY: `offset..offset + 16` is within the readable length (and so within the
@@ -164,6 +238,181 @@ impl View<'_> {
             )
         };
         Some((f64::from_bits(value), f64::from_bits(timestamp)))
+    }
+}
+
+/// The table of mapped ranges and the SIGBUS handler that recovers a fault inside one.
+///
+/// Everything the handler touches is a fixed static of atomics: it allocates nothing,
+/// takes no lock, logs nothing and never unwinds, so it is async-signal-safe. A slot is
+/// owned by one mapping from `register` to `unregister`; the handler only reads slots and
+/// sets a flag.
+pub mod fault {
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// How many mappings can be registered at once; files beyond it are read with
+    /// `pread`. Far above a pool's file count (752 at 64 workers with every gauge mode),
+    /// and well below `vm.max_map_count`.
+    pub const CAPACITY: usize = 8192;
+
+    /// `end` while a slot is being filled.
+    const FILLING: usize = usize::MAX;
+
+    struct Slot {
+        start: AtomicUsize,
+        /// 0 for a free slot.
+        end: AtomicUsize,
+        faulted: AtomicBool,
+    }
+
+    #[allow(clippy::declare_interior_mutable_const)]
+    const FREE: Slot = Slot {
+        start: AtomicUsize::new(0),
+        end: AtomicUsize::new(0),
+        faulted: AtomicBool::new(false),
+    };
+
+    static SLOTS: [Slot; CAPACITY] = [FREE; CAPACITY];
+    static PAGE: AtomicUsize = AtomicUsize::new(4096);
+    static INSTALL: Once = Once::new();
+    /// Whether our handler is in place (installing can fail; then mappings are not used).
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    /// The action that was in place before ours, for faults that are not ours.
+    static PREVIOUS: AtomicUsize = AtomicUsize::new(0);
+    static PREVIOUS_FLAGS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Registers `[start, start + len)`; `None` when the table is full or the handler
+    /// could not be installed.
+    pub fn register(start: usize, len: usize) -> Option<usize> {
+        install();
+        if !INSTALLED.load(Ordering::Acquire) {
+            return None;
+        }
+        let end = start.checked_add(len)?;
+        for (i, slot) in SLOTS.iter().enumerate() {
+            if slot
+                .end
+                .compare_exchange(0, FILLING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                slot.faulted.store(false, Ordering::Relaxed);
+                slot.start.store(start, Ordering::Relaxed);
+                slot.end.store(end, Ordering::Release);
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Frees slot `i` (its range is about to be unmapped).
+    pub fn unregister(i: usize) {
+        if let Some(slot) = SLOTS.get(i) {
+            slot.end.store(0, Ordering::Release);
+        }
+    }
+
+    /// Whether a fault hit the range of slot `i` since the last call; clears the flag.
+    pub fn take(i: usize) -> bool {
+        SLOTS
+            .get(i)
+            .is_some_and(|s| s.faulted.swap(false, Ordering::AcqRel))
+    }
+
+    /// How many slots are in use (for tests and self-metrics).
+    pub fn in_use() -> usize {
+        SLOTS
+            .iter()
+            .filter(|s| s.end.load(Ordering::Relaxed) != 0)
+            .count()
+    }
+
+    fn install() {
+        INSTALL.call_once(|| {
+            if let Ok(Some(page)) = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+                PAGE.store(page as usize, Ordering::Relaxed);
+            }
+            // SAFETY: a zeroed `sigaction` is a valid value (empty mask, no flags); the
+            // handler installed is `on_sigbus`, which has the signature SA_SIGINFO asks
+            // for and is async-signal-safe (module documentation). The previous action is
+            // kept to pass on faults that are not ours.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_sigbus as *const () as usize;
+                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut action.sa_mask);
+                let mut previous: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(libc::SIGBUS, &action, &mut previous) == 0 {
+                    PREVIOUS.store(previous.sa_sigaction, Ordering::Relaxed);
+                    PREVIOUS_FLAGS.store(previous.sa_flags as usize, Ordering::Relaxed);
+                    INSTALLED.store(true, Ordering::Release);
+                }
+            }
+        });
+    }
+
+    /// The SIGBUS handler: a fault inside a registered range gets a zero page and a flag;
+    /// anything else goes to the previous action.
+    extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid `siginfo_t` for a SA_SIGINFO handler; for
+        // SIGBUS `si_addr` is the faulting address.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        let page = PAGE.load(Ordering::Relaxed);
+        for slot in &SLOTS {
+            let end = slot.end.load(Ordering::Acquire);
+            if end == 0 || end == FILLING {
+                continue;
+            }
+            let start = slot.start.load(Ordering::Relaxed);
+            if addr < start || addr >= end {
+                continue;
+            }
+            let at = addr & !(page - 1);
+            // SAFETY: `at` is a page inside one of our own read-only file mappings (the
+            // slot is registered until just before its mapping is unmapped, by the thread
+            // that reads it, which is this one). Replacing that page with an anonymous
+            // zero page keeps every address of the mapping valid; the loads that faulted
+            // read zeros, which the pass discards because of the flag set below.
+            let mapped = unsafe {
+                libc::mmap(
+                    at as *mut libc::c_void,
+                    page,
+                    libc::PROT_READ,
+                    libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if mapped != libc::MAP_FAILED {
+                slot.faulted.store(true, Ordering::Release);
+                return;
+            }
+            break;
+        }
+        pass_on(sig, info, ctx);
+    }
+
+    /// Hands a fault that is not ours to the previous action.
+    fn pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        let previous = PREVIOUS.load(Ordering::Relaxed);
+        let flags = PREVIOUS_FLAGS.load(Ordering::Relaxed) as libc::c_int;
+        if previous != libc::SIG_DFL && previous != libc::SIG_IGN && flags & libc::SA_SIGINFO != 0 {
+            // SAFETY: `previous` was installed as a SA_SIGINFO handler, which has this
+            // signature; it is called with the arguments the kernel gave us.
+            let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                unsafe { std::mem::transmute(previous) };
+            handler(sig, info, ctx);
+            return;
+        }
+        // SAFETY: restoring the default action for SIGBUS; returning re-executes the
+        // faulting instruction, which then takes the default action (the process ends,
+        // as it would have without us).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
+        }
     }
 }
 
@@ -183,7 +432,7 @@ mod tests {
         let used = HEADER_LEN + crate::format::entry_len(25, 16);
         assert_eq!(v.used, Some(used as i32));
         assert_eq!(v.len, used);
-        let bytes = v.copy_out(HEADER_LEN).unwrap();
+        let bytes = v.copy_out(HEADER_LEN, v.len).unwrap();
         assert_eq!(&bytes[..4], &(used as i32).to_ne_bytes());
         let e = crate::format::walk(&bytes, 8, bytes.len(), 16)
             .next()
@@ -234,7 +483,7 @@ mod tests {
             size: 64,
             changed: None,
         };
-        let err = view.copy_out(HEADER_LEN).unwrap_err();
+        let err = view.copy_out(HEADER_LEN, 64).unwrap_err();
         let problem = crate::model::FileProblem::from(err);
         assert_eq!(problem.reason, crate::model::Reason::Unreadable);
     }

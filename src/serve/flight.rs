@@ -311,7 +311,7 @@ impl Flight {
             }
             logged.insert(key, now);
             tracing::warn!(
-                file = %self.dir.join(&issue.file).display(),
+                file = %issue.path_in(&self.dir),
                 reason = issue.reason().as_str(),
                 "{}",
                 issue.detail()

@@ -81,7 +81,7 @@ pub(super) async fn run(app: Arc<App>, mut started: bool) {
     let mut said: Option<String> = None;
     let mut logged_mode = false;
     loop {
-        let is_dir = app.config.dir.is_dir();
+        let is_dir = crate::scan::check_dir(&app.config.dir).is_ok();
         if watcher.is_none() && is_dir {
             watcher = crate::watch::watch(&app.config.dir, wake.clone())
                 .map_err(|e| tracing::debug!(error = %e, "no directory watch; the timer alone drives the lifecycle"))

@@ -27,6 +27,9 @@ mod fixtures;
 /// The HTTP sidecar.
 mod serve;
 
+/// Faults caused by other processes while the sidecar serves.
+mod faults;
+
 /// The built-in demo pool.
 mod demo;
 

@@ -1,0 +1,237 @@
+//! Faults a hostile or broken process can cause in the directory while the sidecar serves
+//! it (issue 9): each ends with the sidecar serving and nothing it already served lost.
+
+use crate::util::{Server, samples};
+use multiproc_exporter::write::DbWriter;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const SERIES: usize = 4000;
+
+/// A counter file of `SERIES` series, each at 1, big enough to span many pages.
+fn big_counter(dir: &Path) -> Vec<u8> {
+    let path = dir.join("counter_4242.db");
+    let mut w = DbWriter::open(&path).unwrap();
+    for i in 0..SERIES {
+        let id = format!("{i:05}");
+        w.set_sample("c", "c_total", &[("id", &id)], "h", 1.0, 0.0)
+            .unwrap();
+    }
+    drop(w);
+    std::fs::read(&path).unwrap()
+}
+
+fn counter_sum(body: &str) -> f64 {
+    samples(body)
+        .into_iter()
+        .filter(|(h, _)| h.starts_with("c_total{"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Truncating a file the sidecar has mapped, over and over while it is scraped, used to
+/// end the process with SIGBUS within seconds; now the fault is recovered, the file keeps
+/// its last good values and every scrape is whole.
+#[test]
+fn test_issue_9_truncating_a_mapped_file_never_kills_the_sidecar() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = big_counter(tmp.path());
+    let path = tmp.path().join("counter_4242.db");
+    let mut s = Server::start(&["--dir", tmp.path().to_str().unwrap(), "--liveness", "none"]);
+    s.wait_ready();
+    // Two passes: the second reads values through the mapping.
+    for _ in 0..2 {
+        assert_eq!(counter_sum(&s.get("/metrics", &[]).text()), SERIES as f64);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let truncator = {
+        let stop = stop.clone();
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            let mut rounds = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                f.set_len(4096).unwrap();
+                std::thread::sleep(Duration::from_micros(300));
+                f.write_all_at(&original, 0).unwrap();
+                std::thread::sleep(Duration::from_micros(300));
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let began = Instant::now();
+    let mut scrapes = 0;
+    while began.elapsed() < Duration::from_secs(6) {
+        let r = s.get("/metrics", &[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            counter_sum(&r.text()),
+            SERIES as f64,
+            "a scrape lost counts of the truncated file"
+        );
+        scrapes += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let rounds = truncator.join().unwrap();
+    assert!(
+        s.child.try_wait().unwrap().is_none(),
+        "the sidecar died: {}",
+        s.log_text()
+    );
+    let body = s.get("/metrics", &[]).text();
+    let shrunk = crate::util::value(
+        &body,
+        "multiproc_exporter_file_errors_total{reason=\"shrunk\"}",
+    )
+    .unwrap_or(0.0);
+    eprintln!("{scrapes} scrapes during {rounds} truncations; {shrunk} times seen shrunk");
+    assert!(shrunk > 0.0, "the truncations went unseen");
+    assert!(
+        s.log_text().contains("reason=\"shrunk\""),
+        "{}",
+        s.log_text()
+    );
+}
+
+fn rss_anon_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A header that claims 64 MiB over a file of holes used to cost ~8x that in memory (the
+/// whole claim read, every zero "entry" reported); now the read stops at the first hole.
+#[test]
+fn test_issue_9_a_header_over_holes_costs_no_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("counter_7.db");
+    let mut w = DbWriter::open(&path).unwrap();
+    w.set_sample("c", "c_total", &[("id", "real")], "h", 5.0, 0.0)
+        .unwrap();
+    drop(w);
+    let claim: u64 = 64 << 20;
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(claim).unwrap();
+    f.write_all_at(&(claim as i32).to_ne_bytes(), 0).unwrap();
+    drop(f);
+    let s = Server::start(&["--dir", tmp.path().to_str().unwrap()]);
+    s.wait_ready();
+    let body = s.get("/metrics", &[]).text();
+    assert_eq!(crate::util::value(&body, "c_total{id=\"real\"}"), Some(5.0));
+    assert_eq!(
+        crate::util::value(&body, "multiproc_exporter_bad_files{reason=\"sparse\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    let rss = rss_anon_kb(s.child.id());
+    assert!(rss < 40 * 1024, "RssAnon {rss} kB for a file of holes");
+}
+
+/// A file name with a newline used to forge a line of the text log; names are escaped.
+#[test]
+fn test_issue_9_a_file_name_cannot_forge_a_log_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let forged = "counter_6\n2030-01-01T00:00:00.000000Z ERROR forged\x1b[2J.db";
+    std::fs::write(tmp.path().join(forged), b"garbage!garbage!").unwrap();
+    let out = std::process::Command::new(crate::util::BIN)
+        .args(["render", "--dir", tmp.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("2030-01-01")),
+        "forged line:\n{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "raw escape in:\n{stderr}");
+    assert!(stderr.contains("counter_6\\n2030-01-01"), "{stderr}");
+}
+
+/// `--dir` swapped for a symbolic link while serving used to be followed: the sidecar
+/// compacted the dead writers' files of the link's target and created its lock there.
+#[test]
+fn test_issue_9_a_dir_swapped_for_a_symlink_is_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mp");
+    let victim = tmp.path().join("victim");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir(&victim).unwrap();
+    // A dead writer's counter in the target (no process has this pid).
+    let mut w = DbWriter::open(&victim.join("counter_4194303.db")).unwrap();
+    w.set_sample("v", "v_total", &[], "h", 1.0, 0.0).unwrap();
+    drop(w);
+    let listing = |d: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(&victim);
+    let s = Server::start(&[
+        "--dir",
+        dir.to_str().unwrap(),
+        "--liveness",
+        "proc",
+        "--lifecycle.interval",
+        "100ms",
+    ]);
+    s.wait_ready();
+    std::fs::rename(&dir, tmp.path().join("mp.old")).unwrap();
+    std::os::unix::fs::symlink(&victim, &dir).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        listing(&victim),
+        before,
+        "the sidecar acted in the link's target"
+    );
+    let m = s.get("/metrics", &[]);
+    assert_eq!(m.status, 200);
+    let body = m.text();
+    assert!(
+        !body.contains("v_total"),
+        "served the link's target:\n{body}"
+    );
+    assert_eq!(
+        crate::util::value(&body, "multiproc_exporter_ready"),
+        Some(0.0)
+    );
+    let why = s.get("/readyz", &[]).text();
+    assert!(why.contains("symbolic link"), "{why}");
+}
+
+/// The soft limit on open files (1,024 under systemd) used to be kept, so a few hundred
+/// workers' files exhausted it; it is raised to the hard limit at start.
+#[test]
+fn test_issue_9_the_soft_fd_limit_is_raised_to_the_hard_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hard = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .unwrap();
+    let hard = String::from_utf8_lossy(&hard.stdout).trim().to_owned();
+    if hard == "unlimited" {
+        eprintln!("hard limit unlimited: nothing to check");
+        return;
+    }
+    let soft = "256";
+    let nofile = format!("--nofile={soft}:{hard}");
+    let s = Server::start_with(
+        &["prlimit", &nofile, crate::util::BIN],
+        &["--dir", tmp.path().to_str().unwrap()],
+    );
+    s.wait_ready();
+    let body = s.get("/metrics", &[]).text();
+    assert_eq!(
+        crate::util::value(&body, "multiproc_exporter_process_max_fds"),
+        Some(hard.parse::<f64>().unwrap())
+    );
+}
