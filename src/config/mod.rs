@@ -215,7 +215,8 @@ pub struct ServeArgs {
         default_value = DEFAULT_TELEMETRY_PATH
     )]
     pub telemetry_path: String,
-    /// Connections served at once; more wait in the listen backlog.
+    /// Scrapes served at once; more wait their turn. Health checks never wait, and idle
+    /// connections do not count.
     #[arg(
         long = "web.max-connections",
         env = "MULTIPROC_EXPORTER_WEB_MAX_CONNECTIONS",

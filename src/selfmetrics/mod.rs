@@ -63,6 +63,7 @@ pub struct SelfMetrics {
     merge_failures: AtomicU64,
     requests: AtomicU64,
     timeouts: AtomicU64,
+    rejected: AtomicU64,
     failures: [AtomicU64; ScrapeStage::ALL.len()],
     response_bytes: AtomicU64,
     durations: Mutex<DurationHistogram>,
@@ -148,6 +149,11 @@ impl SelfMetrics {
     /// Records a request to the telemetry path.
     pub fn request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a connection closed at once because every connection slot was taken.
+    pub fn connection_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a scrape that ran out of its `X-Prometheus-Scrape-Timeout-Seconds`.

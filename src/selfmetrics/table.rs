@@ -157,6 +157,13 @@ pub static TABLE: &[Def] = &[
         |i, o| o.count(&[], i.m.timeouts.load(Ordering::Relaxed)),
     ),
     def(
+        "connections_rejected",
+        Counter,
+        "Connections closed at once because every connection slot (half the file descriptor limit) was taken.",
+        &[],
+        |i, o| o.count(&[], i.m.rejected.load(Ordering::Relaxed)),
+    ),
+    def(
         "scrape_failures",
         Counter,
         "Scrapes answered 500 because producing them failed, by stage.",

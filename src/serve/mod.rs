@@ -1,10 +1,15 @@
 //! Stage 6: serve the merged directory over HTTP.
 //!
 //! [`run`] is the seam: it takes a bound listener and a shutdown future, so tests run the
-//! real server on a port chosen at run time and stop it at will. Connections are capped
-//! (a semaphore taken before `accept`, so excess clients wait in the kernel backlog), a
-//! client that does not send its request head in time is dropped, and shutdown stops
-//! accepting, lets in-flight requests finish and gives up after a deadline.
+//! real server on a port chosen at run time and stop it at will.
+//!
+//! Idle and slow clients cannot delay a health check or a scrape: every connection is
+//! accepted at once (so `/healthz` never waits in the kernel backlog behind them), a
+//! client that does not send its request head in time (first or keep-alive) is dropped,
+//! and only scrapes are capped (`--web.max-connections` scrapes served at once; the rest
+//! wait their turn). Open connections are bounded by half the file descriptor limit;
+//! beyond it a new connection is closed at once and counted. Shutdown stops accepting,
+//! lets in-flight requests finish and gives up after a deadline.
 
 pub mod flight;
 mod lifecycle;
@@ -43,6 +48,18 @@ pub(crate) struct App {
     pub(crate) config: ServeConfig,
     pub(crate) flight: Arc<Flight>,
     pub(crate) metrics: Arc<SelfMetrics>,
+    /// Scrapes served at once (`--web.max-connections`); health checks take none.
+    pub(crate) scrapes: Semaphore,
+}
+
+/// How many connections may be open at once: half the descriptor limit (the rest is for
+/// the directory's files), at least the scrape cap.
+fn open_connection_cap(scrapes: usize) -> usize {
+    let fds = crate::procfs::max_fds().unwrap_or(1024);
+    usize::try_from(fds / 2)
+        .unwrap_or(usize::MAX)
+        .max(scrapes)
+        .max(1)
 }
 
 /// Serves `config.dir` on `listener` until `shutdown` resolves, then drains.
@@ -63,6 +80,7 @@ pub async fn run(
     let app = Arc::new(App {
         flight: Arc::new(Flight::new(pipeline, metrics.clone())),
         metrics,
+        scrapes: Semaphore::new(config.max_connections.max(1)),
         config: config.clone(),
     });
     // Finish a crashed compaction and clean a stale directory before the first scrape.
@@ -75,13 +93,9 @@ pub async fn run(
     let background = tokio::spawn(lifecycle::run(app.clone(), started));
 
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let open = Arc::new(Semaphore::new(open_connection_cap(config.max_connections)));
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -93,6 +107,13 @@ pub async fn run(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            // Out of connection slots: close this one now rather than stop accepting
+            // (which would queue health checks behind whoever holds the slots).
+            app.metrics.connection_rejected();
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();

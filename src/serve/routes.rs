@@ -87,6 +87,10 @@ fn scrape_budget(header: Option<&str>) -> Option<Duration> {
 async fn metrics(app: &App, req: &Request<Incoming>) -> Reply {
     let arrived = Instant::now();
     app.metrics.request();
+    // The scrape cap; health checks and the landing page never wait for it.
+    let Ok(_turn) = app.scrapes.acquire().await else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     let key = BodyKey {
         format: negotiate(header("accept")),
