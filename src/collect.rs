@@ -38,8 +38,11 @@ pub const YOUNG_GRACE: Duration = Duration::from_secs(2);
 struct Tracked {
     file: DbFile,
     pid_label: Arc<str>,
-    /// The open, mapped file (kept between passes).
-    mapped: MappedFile,
+    /// Which file this is (a name may come to refer to another).
+    id: FileId,
+    /// The open, mapped file, kept between passes while the descriptor budget allows;
+    /// otherwise opened for each pass and closed again.
+    mapped: Option<MappedFile>,
     index: FileIndex,
     /// The last good value pair of each entry.
     values: Vec<(f64, f64)>,
@@ -83,6 +86,18 @@ pub struct Collector {
     keys: KeyTable,
     files: BTreeMap<String, Tracked>,
     merger: Merger,
+    /// Files kept open between passes: half the descriptor limit less a reserve (the other
+    /// half is for connections), so a directory of any size never exhausts descriptors.
+    fd_budget: usize,
+}
+
+/// The default number of files kept open between passes (see `Collector::fd_budget`).
+fn default_fd_budget() -> usize {
+    let fds = crate::procfs::max_fds().unwrap_or(1024);
+    usize::try_from(fds / 2)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(32)
+        .max(16)
 }
 
 impl Collector {
@@ -94,7 +109,14 @@ impl Collector {
             keys: KeyTable::default(),
             files: BTreeMap::new(),
             merger: Merger::default(),
+            fd_budget: default_fd_budget(),
         }
+    }
+
+    /// Bounds the files kept open between passes (the rest are reopened each pass).
+    pub fn with_fd_budget(mut self, files: usize) -> Collector {
+        self.fd_budget = files;
+        self
     }
 
     /// Bounds the bytes read from any one file.
@@ -111,7 +133,10 @@ impl Collector {
     /// Forgets everything read so far (keeping the directory and the per-file bound):
     /// the next pass reads every file afresh. For recovery after a failed pass.
     pub fn reset(&mut self) {
-        *self = Collector::new(std::mem::take(&mut self.dir)).with_file_limit(self.limit);
+        let budget = self.fd_budget;
+        *self = Collector::new(std::mem::take(&mut self.dir))
+            .with_file_limit(self.limit)
+            .with_fd_budget(budget);
     }
 
     /// How many merge plans were built so far (a steady pass builds none).
@@ -131,10 +156,22 @@ impl Collector {
         // Files that vanished since the last pass are dropped.
         let present: BTreeSet<&str> = listing.files.iter().map(|f| f.name.as_str()).collect();
         self.files.retain(|name, _| present.contains(name.as_str()));
+        // The first `fd_budget` files (in name order) stay open between passes; the
+        // rest are opened, read whole and closed each pass.
+        let mut kept = 0usize;
         for file in listing.files {
             let name = file.name.clone();
             let found = match track(&mut self.files, &self.dir, file) {
-                Ok(tracked) => refresh(tracked, self.limit, &mut self.keys),
+                Ok(tracked) => {
+                    let cold = kept >= self.fd_budget;
+                    let found = refresh(tracked, self.limit, &mut self.keys, cold);
+                    if cold {
+                        tracked.mapped = None;
+                    } else {
+                        kept += 1;
+                    }
+                    found
+                }
                 Err(problem) => Refreshed {
                     problems: vec![problem],
                     young: false,
@@ -204,21 +241,33 @@ fn track<'a>(
 ) -> Result<&'a mut Tracked, FileProblem> {
     let path = dir.join(&file.name);
     let current = std::fs::symlink_metadata(&path).map(|m| FileId::of(&m));
-    let same = files.get(&file.name).is_some_and(|t| {
-        t.file.kind == file.kind && matches!(&current, Ok(id) if t.mapped.id() == *id)
-    });
-    if !same {
-        let mapped = MappedFile::open(&path)?;
-        let tracked = Tracked {
-            pid_label: Arc::from(file.pid_label.as_str()),
-            file: file.clone(),
-            mapped,
-            index: FileIndex::new(),
-            values: Vec::new(),
-            loading: Vec::new(),
-            generation: next_generation(),
-        };
-        files.insert(file.name.clone(), tracked);
+    let same = files
+        .get(&file.name)
+        .is_some_and(|t| t.file.kind == file.kind && matches!(&current, Ok(id) if t.id == *id));
+    let open = files.get(&file.name).is_some_and(|t| t.mapped.is_some());
+    let reopened = match (same, open) {
+        (true, true) => None,
+        _ => Some(MappedFile::open(&path)?),
+    };
+    if let Some(mapped) = reopened {
+        match files.get_mut(&file.name) {
+            // Reopened the same file (it was closed for the descriptor budget).
+            Some(t) if same && mapped.id() == t.id => t.mapped = Some(mapped),
+            // New, or replaced (perhaps between the listing and the open): index afresh.
+            _ => {
+                let tracked = Tracked {
+                    pid_label: Arc::from(file.pid_label.as_str()),
+                    file: file.clone(),
+                    id: mapped.id(),
+                    mapped: Some(mapped),
+                    index: FileIndex::new(),
+                    values: Vec::new(),
+                    loading: Vec::new(),
+                    generation: next_generation(),
+                };
+                files.insert(file.name.clone(), tracked);
+            }
+        }
     }
     files
         .get_mut(&file.name)
@@ -243,8 +292,9 @@ fn is_young(changed: Option<SystemTime>) -> bool {
     })
 }
 
-/// Checks the file, indexes what is new, and reloads the values of all its entries.
-fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable) -> Refreshed {
+/// Checks the file, indexes what is new, and reloads the values of all its entries. A
+/// `cold` file (closed again after this pass) is read whole with `pread`, not mapped.
+fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -> Refreshed {
     let mut out = Refreshed {
         problems: Vec::new(),
         young: false,
@@ -256,8 +306,11 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable) -> Refreshed 
         loading,
         ..
     } = tracked;
+    let Some(mapped) = mapped.as_mut() else {
+        return out;
+    };
     // Any error keeps the last good values: a transient error must not drop counters.
-    let view = match mapped.refresh(limit) {
+    let view = match mapped.refresh(limit, !cold) {
         Ok(view) => view,
         Err(err) => {
             out.problems.push(err.into());
@@ -284,7 +337,8 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable) -> Refreshed 
     }
     // Only the header and the part not indexed yet are copied out and parsed; the rest
     // of the buffer stays untouched zero pages.
-    let from = index.parsed_to();
+    // A cold file has no mapping to load values from: copy all of it.
+    let from = if cold { HEADER_LEN } else { index.parsed_to() };
     // Only new bytes need the hole check (one `lseek` per file that grew).
     let to = if view.len > from {
         view.data_end(from)

@@ -96,11 +96,13 @@ impl MappedFile {
         self.id
     }
 
-    /// Checks the size, reads `used`, and (re)maps what this pass may read.
+    /// Checks the size, reads `used`, and (re)maps what this pass may read; with `map`
+    /// false (a file that is closed again after this pass) nothing is mapped and values
+    /// are read with `pread`.
     ///
     /// # Errors
     /// When the file cannot be examined or mapped.
-    pub fn refresh(&mut self, limit: u64) -> Result<View<'_>, ReadError> {
+    pub fn refresh(&mut self, limit: u64, map: bool) -> Result<View<'_>, ReadError> {
         let meta = self.file.metadata().map_err(ReadError::Io)?;
         let size = meta.len();
         let changed = u64::try_from(meta.ctime())
@@ -125,7 +127,9 @@ impl MappedFile {
         // touched.
         if (mapped as u64) > size || mapped < want {
             self.map = None;
-            self.map = self.map_file(size.min(limit))?;
+            if map {
+                self.map = self.map_file(size.min(limit))?;
+            }
         }
         let map = self.map.as_ref();
         // Without a mapping (the fault table is full) values are read with `pread`.
@@ -428,7 +432,7 @@ mod tests {
         let mut w = DbWriter::open(&path).unwrap();
         w.set("[\"a\", \"a_total\", {}, \"\"]", 1.5, 0.0).unwrap();
         let mut m = MappedFile::open(&path).unwrap();
-        let v = m.refresh(u64::MAX).unwrap();
+        let v = m.refresh(u64::MAX, true).unwrap();
         let used = HEADER_LEN + crate::format::entry_len(25, 16);
         assert_eq!(v.used, Some(used as i32));
         assert_eq!(v.len, used);
@@ -442,7 +446,7 @@ mod tests {
         assert_eq!(v.value_at(e.value_offset + 8), None, "past used");
         // A value changed through the writer is seen without remapping.
         w.set("[\"a\", \"a_total\", {}, \"\"]", 2.5, 0.0).unwrap();
-        let v = m.refresh(u64::MAX).unwrap();
+        let v = m.refresh(u64::MAX, true).unwrap();
         assert_eq!(v.value_at(e.value_offset), Some((2.5, 0.0)));
         // Growth past the mapping remaps.
         let big = format!(
@@ -450,7 +454,7 @@ mod tests {
             "x".repeat(70_000)
         );
         w.set(&big, 3.0, 0.0).unwrap();
-        let v = m.refresh(u64::MAX).unwrap();
+        let v = m.refresh(u64::MAX, true).unwrap();
         assert!(v.len > 70_000);
         // A file truncated by someone else: remapped to the new size before any read.
         drop(w);
@@ -460,7 +464,7 @@ mod tests {
             .unwrap()
             .set_len(1000)
             .unwrap();
-        let v = m.refresh(u64::MAX).unwrap();
+        let v = m.refresh(u64::MAX, true).unwrap();
         assert_eq!(v.size, 1000);
         assert!(v.len <= 1000);
         assert_eq!(v.value_at(e.value_offset), Some((2.5, 0.0)));
@@ -494,7 +498,7 @@ mod tests {
         let path = dir.path().join("counter_1.db");
         std::fs::write(&path, b"abc").unwrap();
         let mut m = MappedFile::open(&path).unwrap();
-        let v = m.refresh(u64::MAX).unwrap();
+        let v = m.refresh(u64::MAX, true).unwrap();
         assert_eq!((v.len, v.used), (3, None));
         assert_eq!(v.value_at(0), None);
     }

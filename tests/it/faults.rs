@@ -235,3 +235,34 @@ fn test_issue_9_the_soft_fd_limit_is_raised_to_the_hard_one() {
         Some(hard.parse::<f64>().unwrap())
     );
 }
+
+/// One descriptor and one mapping were kept per file: 1,500 files under a limit of 256
+/// made files "unreadable" and then failed every scrape. Files beyond the descriptor
+/// budget are now opened, read and closed each pass.
+#[test]
+fn test_issue_9_more_files_than_descriptors_are_all_served() {
+    const FILES: usize = 1500;
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..FILES {
+        let mut w =
+            DbWriter::open(&tmp.path().join(format!("counter_{}.db", 100_000 + i))).unwrap();
+        w.set_sample("c", "c_total", &[("f", &i.to_string())], "h", 1.0, 0.0)
+            .unwrap();
+    }
+    let s = Server::start_with(
+        &["prlimit", "--nofile=256:256", crate::util::BIN],
+        &["--dir", tmp.path().to_str().unwrap(), "--liveness", "none"],
+    );
+    s.wait_ready();
+    for _ in 0..3 {
+        let r = s.get("/metrics", &[]);
+        assert_eq!(r.status, 200);
+        let body = r.text();
+        assert_eq!(counter_sum(&body), FILES as f64, "files went unread");
+        assert_eq!(
+            crate::util::value(&body, "multiproc_exporter_bad_files{reason=\"unreadable\"}"),
+            Some(0.0)
+        );
+    }
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+}
