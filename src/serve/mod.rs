@@ -53,13 +53,10 @@ pub(crate) struct App {
 }
 
 /// How many connections may be open at once: half the descriptor limit (the rest is for
-/// the directory's files), at least the scrape cap.
-fn open_connection_cap(scrapes: usize) -> usize {
+/// the directory's files).
+fn open_connection_cap() -> usize {
     let fds = crate::procfs::max_fds().unwrap_or(1024);
-    usize::try_from(fds / 2)
-        .unwrap_or(usize::MAX)
-        .max(scrapes)
-        .max(1)
+    usize::try_from(fds / 2).unwrap_or(usize::MAX).max(4)
 }
 
 /// Serves `config.dir` on `listener` until `shutdown` resolves, then drains.
@@ -93,7 +90,7 @@ pub async fn run(
     let background = tokio::spawn(lifecycle::run(app.clone(), started));
 
     let graceful = GracefulShutdown::new();
-    let open = Arc::new(Semaphore::new(open_connection_cap(config.max_connections)));
+    let open = Arc::new(Semaphore::new(open_connection_cap()));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {

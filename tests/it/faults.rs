@@ -266,3 +266,31 @@ fn test_issue_9_more_files_than_descriptors_are_all_served() {
     }
     assert_eq!(s.get("/healthz", &[]).status, 200);
 }
+
+/// Open connections are bounded by half the descriptor limit: beyond it a new connection
+/// is closed at once and counted, and idle ones free their slots at the header timeout.
+#[test]
+fn test_issue_9_connections_beyond_the_cap_are_closed_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        &["prlimit", "--nofile=64:64", crate::util::BIN],
+        &[
+            "--dir",
+            tmp.path().to_str().unwrap(),
+            "--web.header-timeout",
+            "700ms",
+        ],
+    );
+    s.wait_ready();
+    // The cap is 32; hold more than that.
+    let idle: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(s.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(idle);
+    let body = s.get("/metrics", &[]).text();
+    let rejected =
+        crate::util::value(&body, "multiproc_exporter_connections_rejected_total").unwrap();
+    assert!(rejected >= 1.0, "{body}");
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+}
