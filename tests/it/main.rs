@@ -30,6 +30,9 @@ mod serve;
 /// Faults caused by other processes while the sidecar serves.
 mod faults;
 
+/// Concurrent scrapes under churn and hostile clients.
+mod load;
+
 /// The built-in demo pool.
 mod demo;
 
