@@ -139,6 +139,20 @@ impl Collector {
             .with_fd_budget(budget);
     }
 
+    /// The last good values of the file `name` (key text, value, timestamp), as the last
+    /// pass kept them: what compaction absorbs when the file itself has lost them.
+    pub fn last_good(&self, name: &str) -> crate::model::LastGood {
+        let Some(t) = self.files.get(name) else {
+            return Vec::new();
+        };
+        t.index
+            .entries
+            .iter()
+            .zip(&t.values)
+            .map(|(e, &(v, ts))| (Box::from(self.keys.text(e.key)), v, ts))
+            .collect()
+    }
+
     /// How many merge plans were built so far (a steady pass builds none).
     pub fn plans_built(&self) -> u64 {
         self.merger.plans_built()

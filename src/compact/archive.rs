@@ -17,7 +17,7 @@
 
 use crate::fold::{Acc, Fold};
 use crate::format::{self, HEADER_LEN, VALUE_LEN};
-use crate::model::FileKind;
+use crate::model::{FileKind, LastGood, LastGoodEntry};
 use crate::read::{self, FileId};
 use crate::testpoint::crash as hook;
 use std::collections::HashMap;
@@ -88,6 +88,8 @@ pub struct Pending {
     pub hidden: String,
     /// Identity of the file.
     pub id: FileId,
+    /// What the sidecar last read from it (empty after a restart).
+    pub last: LastGood,
 }
 
 /// Folds `pending` (hidden files of `kind`) into the archive `archive` in `dir`, then
@@ -111,12 +113,24 @@ pub fn absorb(
     let mut sorted: Vec<&Pending> = pending.iter().collect();
     sorted.sort_by(|a, b| a.hidden.cmp(&b.hidden));
     // The archive first, then the dead files in name order: the order the merge reads.
-    let mut sources: Vec<PathBuf> = Vec::new();
+    let mut sources: Vec<Source<'_>> = Vec::new();
     if archive_path.exists() {
-        sources.push(archive_path.clone());
+        sources.push(Source {
+            path: archive_path.clone(),
+            last: &[],
+        });
     }
-    sources.extend(sorted.iter().map(|p| dir.join(&p.hidden)));
-    let folded = fold_files(&sources, fold)?;
+    sources.extend(sorted.iter().map(|p| Source {
+        path: dir.join(&p.hidden),
+        last: &p.last,
+    }));
+    // Counts only grow: of what the file holds and what was last read from it, the
+    // larger is the count (the file may have been truncated by someone else).
+    let monotonic = matches!(
+        kind,
+        FileKind::Counter | FileKind::Histogram | FileKind::Summary
+    );
+    let folded = fold_files(&sources, fold, monotonic)?;
     let body = encode_archive(&folded, &sorted)?;
     replace_durably(dir, archive, &body)?;
     for p in &sorted {
@@ -137,35 +151,66 @@ struct Folded {
     accs: HashMap<Vec<u8>, Acc>,
 }
 
+/// A file to fold, with the values last read from it.
+struct Source<'a> {
+    path: PathBuf,
+    last: &'a [LastGoodEntry],
+}
+
 /// Folds the entries of `sources` (in that order) by key text with `fold`.
-fn fold_files(sources: &[PathBuf], fold: Fold) -> io::Result<Folded> {
+fn fold_files(sources: &[Source<'_>], fold: Fold, monotonic: bool) -> io::Result<Folded> {
     let mut out = Folded {
         order: Vec::new(),
         accs: HashMap::new(),
     };
     for src in sources {
-        let snap = match read::read_file(src, crate::collect::DEFAULT_FILE_LIMIT) {
-            Ok(s) => s,
-            Err(read::ReadError::Vanished) => continue,
-            Err(e) => {
-                return Err(io::Error::other(format!(
-                    "cannot read {}: {e}",
-                    src.display()
-                )));
+        let entries = file_entries(&src.path, src.last, monotonic)?;
+        for (key, v, ts) in entries {
+            if !out.accs.contains_key(&key) {
+                out.order.push(key.clone());
+                out.accs.insert(key.clone(), fold.start());
             }
-        };
-        let bytes = &snap.bytes;
-        for e in format::walk(bytes, HEADER_LEN, bytes.len(), VALUE_LEN).flatten() {
-            let Some((v, ts)) = format::value_at(bytes, e.value_offset) else {
-                continue;
-            };
-            if !out.accs.contains_key(e.key) {
-                out.order.push(e.key.to_vec());
-                out.accs.insert(e.key.to_vec(), fold.start());
-            }
-            if let Some(acc) = out.accs.get_mut(e.key) {
+            if let Some(acc) = out.accs.get_mut(&key) {
                 acc.add(v, ts);
             }
+        }
+    }
+    Ok(out)
+}
+
+/// The entries of one source: what the file holds, completed by what was last read from
+/// it (entries the file lost), and for counts the larger of the two.
+fn file_entries(
+    src: &Path,
+    last: &[LastGoodEntry],
+    monotonic: bool,
+) -> io::Result<Vec<(Vec<u8>, f64, f64)>> {
+    let mut out: Vec<(Vec<u8>, f64, f64)> = Vec::new();
+    let mut at: HashMap<Vec<u8>, usize> = HashMap::new();
+    let snap = match read::read_file(src, crate::collect::DEFAULT_FILE_LIMIT) {
+        Ok(s) => Some(s),
+        Err(read::ReadError::Vanished) => None,
+        Err(e) => {
+            return Err(io::Error::other(format!(
+                "cannot read {}: {e}",
+                src.display()
+            )));
+        }
+    };
+    if let Some(snap) = &snap {
+        let bytes = &snap.bytes;
+        for e in format::walk(bytes, HEADER_LEN, bytes.len(), VALUE_LEN).flatten() {
+            if let Some((v, ts)) = format::value_at(bytes, e.value_offset) {
+                at.entry(e.key.to_vec()).or_insert(out.len());
+                out.push((e.key.to_vec(), v, ts));
+            }
+        }
+    }
+    for (key, v, ts) in last {
+        match at.get(&key[..]) {
+            None => out.push((key.to_vec(), *v, *ts)),
+            Some(&i) if monotonic && *v > out[i].1 => out[i].1 = *v,
+            Some(_) => {}
         }
     }
     Ok(out)

@@ -17,7 +17,7 @@ mod preflight;
 pub use preflight::{Skip, SkipReason};
 
 use crate::liveness::{self, Evidence, Liveness, PidFile, Verdict};
-use crate::model::FileKind;
+use crate::model::{FileKind, LastGood};
 use crate::read::FileId;
 use crate::scan::{self, DbFile};
 use crate::testpoint::crash as hook;
@@ -142,6 +142,19 @@ impl Lifecycle {
     /// When the directory cannot be listed or a compaction step fails; what was done
     /// before the failure is consistent.
     pub fn tick(&mut self, at_start: bool) -> io::Result<Report> {
+        self.tick_with(at_start, &|_| Vec::new())
+    }
+
+    /// [`Lifecycle::tick`], with the last good values a reader holds for each file
+    /// (`last_good` of a file name), absorbed with the files.
+    ///
+    /// # Errors
+    /// As [`Lifecycle::tick`].
+    pub fn tick_with(
+        &mut self,
+        at_start: bool,
+        last_good: &dyn Fn(&str) -> LastGood,
+    ) -> io::Result<Report> {
         let mut report = Report::default();
         // Never act through a symbolic link: it could name another directory.
         if scan::check_dir(&self.dir).is_err() {
@@ -181,7 +194,7 @@ impl Lifecycle {
         }
         let dead: Vec<String> = self.dead.iter().cloned().collect();
         for pid in &dead {
-            if !self.retire(pid, &writers[pid], &mut pending, &mut report)? {
+            if !self.retire(pid, &writers[pid], &mut pending, &mut report, last_good)? {
                 // Proven alive on the second look: a new process took the pid over.
                 report.dead -= 1;
                 report.alive += 1;
@@ -235,6 +248,7 @@ impl Lifecycle {
         writer: &Writer,
         pending: &mut Absorptions,
         report: &mut Report,
+        last_good: &dyn Fn(&str) -> LastGood,
     ) -> io::Result<bool> {
         let mut hidden_here = Vec::new();
         for (db, pf) in writer.files.iter().zip(&writer.ids) {
@@ -259,7 +273,11 @@ impl Lifecycle {
                 archive,
                 kind: db.kind.clone(),
                 name: db.name.clone(),
-                pending: Pending { hidden, id: pf.id },
+                pending: Pending {
+                    hidden,
+                    id: pf.id,
+                    last: last_good(&db.name),
+                },
             });
         }
         // Prove death again now that the name is free: a new process under the same
@@ -393,7 +411,11 @@ fn recover(dir: &Path, pending: &mut Absorptions) -> io::Result<usize> {
                 .entry(archive)
                 .or_insert_with(|| Queue::new(db.kind.clone()))
                 .files
-                .push(Pending { hidden: name, id });
+                .push(Pending {
+                    hidden: name,
+                    id,
+                    last: Vec::new(),
+                });
         }
     }
     Ok(removed)

@@ -14,6 +14,14 @@ pub use problem::{Escaped, FileIssue, FileProblem, Reason};
 
 use std::fmt;
 
+/// One entry's last good value as a reader holds it: key text, value, timestamp.
+pub type LastGoodEntry = (Box<[u8]>, f64, f64);
+
+/// The last good values a reader holds for one file. Compaction absorbs them with the
+/// file, so a file that lost entries (truncated by someone else) does not take counts
+/// with it.
+pub type LastGood = Vec<LastGoodEntry>;
+
 /// The type of a metric family, as prometheus_client's `Metric.type` spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MetricType {

@@ -89,6 +89,8 @@ pub struct KeyInfo {
 pub struct KeyTable {
     raw: FxHashMap<Box<[u8]>, u32>,
     infos: Vec<KeyInfo>,
+    /// The key text of each id, for writing a file's last good values back (compaction).
+    texts: Vec<Box<[u8]>>,
     /// Family names.
     pub families: Interner<Arc<str>>,
     /// Sample names.
@@ -138,8 +140,14 @@ impl KeyTable {
         };
         let id = u32::try_from(self.infos.len()).expect("fewer than 2^32 keys");
         self.infos.push(info);
+        self.texts.push(Box::from(raw));
         self.raw.insert(Box::from(raw), id);
         Ok(id)
+    }
+
+    /// The text of key `id`, as the file holds it.
+    pub fn text(&self, id: u32) -> &[u8] {
+        &self.texts[id as usize]
     }
 
     /// What is known about key `id`.

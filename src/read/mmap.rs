@@ -187,13 +187,7 @@ impl View<'_> {
     /// below it means the header claims what the file does not hold; reading it would
     /// cost memory for nothing (and through a mapping, on tmpfs, allocate it).
     pub fn data_end(&self, from: usize) -> usize {
-        let Ok(from_off) = i64::try_from(from) else {
-            return self.len;
-        };
-        match nix::unistd::lseek(self.file, from_off, nix::unistd::Whence::SeekHole) {
-            Ok(hole) => usize::try_from(hole).map_or(self.len, |h| h.clamp(from, self.len)),
-            Err(_) => self.len,
-        }
+        super::data_end(self.file, from, self.len)
     }
 
     /// Copies the header and `[from, to)` (`to` at most the readable length) into a buffer

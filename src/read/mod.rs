@@ -137,6 +137,8 @@ pub fn read_open(file: &File, limit: u64) -> Result<Snapshot, ReadError> {
         });
     };
     let header = h.bytes;
+    // Never allocate from the header's claim alone: stop at the first hole.
+    let want = data_end(file, HEADER_LEN, want).max(HEADER_LEN);
     let mut bytes = vec![0u8; want];
     bytes[..HEADER_LEN].copy_from_slice(&header);
     let got = HEADER_LEN
@@ -185,6 +187,19 @@ pub(crate) fn read_header(file: &File, size: u64, limit: u64) -> Result<Header, 
         got,
         used: Some((used, want)),
     })
+}
+
+/// Where the data from `from` ends, at most `len`: the first hole at or after `from`.
+/// prometheus_client writes every byte below `used`, so a hole below it means a header
+/// claims what the file does not hold; reading it would cost memory for nothing.
+pub(crate) fn data_end(file: &File, from: usize, len: usize) -> usize {
+    let Ok(from_off) = i64::try_from(from) else {
+        return len;
+    };
+    match nix::unistd::lseek(file, from_off, nix::unistd::Whence::SeekHole) {
+        Ok(hole) => usize::try_from(hole).map_or(len, |h| h.clamp(from.min(len), len)),
+        Err(_) => len,
+    }
 }
 
 /// `pread` until `buf` is full or the file ends; returns the bytes read.

@@ -18,11 +18,17 @@ pub(super) async fn run_tick(app: &Arc<App>, at_start: bool) -> &'static str {
     let pipeline = app.flight.pipeline();
     let done = tokio::task::spawn_blocking(move || {
         let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
-        let tick = std::panic::AssertUnwindSafe(|| p.lifecycle.tick(at_start));
+        let super::Pipeline {
+            collector,
+            lifecycle,
+        } = &mut *p;
+        // Dead writers' files are absorbed with what the collector last read from them.
+        let last_good = |name: &str| collector.last_good(name);
+        let tick = std::panic::AssertUnwindSafe(|| lifecycle.tick_with(at_start, &last_good));
         let report = std::panic::catch_unwind(tick)
             .map_err(|payload| format!("panic: {}", payload_message(payload)))
             .and_then(|r| r.map_err(|e| e.to_string()));
-        (report, p.lifecycle.evidence())
+        (report, lifecycle.evidence())
     })
     .await;
     let Ok((report, evidence)) = done else {

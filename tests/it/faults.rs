@@ -294,3 +294,57 @@ fn test_issue_9_connections_beyond_the_cap_are_closed_and_counted() {
     assert!(rejected >= 1.0, "{body}");
     assert_eq!(s.get("/healthz", &[]).status, 200);
 }
+
+/// A counter file truncated by someone else, whose writer then dies: its counts stay
+/// through the shrink (last good values) and through compaction (absorbed from what the
+/// sidecar last read, since the file no longer holds them).
+#[test]
+fn test_issue_9_a_truncated_file_keeps_its_counts_through_compaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut writer = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let path = tmp.path().join(format!("counter_{}.db", writer.id()));
+    let mut w = DbWriter::open(&path).unwrap();
+    for i in 0..50 {
+        w.set_sample("c", "c_total", &[("id", &i.to_string())], "h", 2.0, 0.0)
+            .unwrap();
+    }
+    drop(w);
+    let s = Server::start(&[
+        "--dir",
+        tmp.path().to_str().unwrap(),
+        "--liveness",
+        "proc",
+        "--lifecycle.interval",
+        "200ms",
+    ]);
+    s.wait_ready();
+    assert_eq!(counter_sum(&s.get("/metrics", &[]).text()), 100.0);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert_eq!(
+        counter_sum(&s.get("/metrics", &[]).text()),
+        100.0,
+        "the shrunk file lost its counts"
+    );
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!path.exists(), "the dead writer's file was not compacted");
+    assert!(tmp.path().join("counter_archive.db").exists());
+    assert_eq!(
+        counter_sum(&s.get("/metrics", &[]).text()),
+        100.0,
+        "compaction lost the counts the file no longer held"
+    );
+}

@@ -20,7 +20,11 @@ fn gunzip_one_member(body: &[u8]) -> String {
     flate2::read::GzDecoder::new(&mut cursor)
         .read_to_string(&mut out)
         .expect("valid gzip");
-    assert_eq!(cursor.position() as usize, body.len(), "data after the first gzip member");
+    assert_eq!(
+        cursor.position() as usize,
+        body.len(),
+        "data after the first gzip member"
+    );
     out
 }
 
