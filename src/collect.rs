@@ -46,9 +46,6 @@ struct Tracked {
     index: FileIndex,
     /// The last good value pair of each entry.
     values: Vec<(f64, f64)>,
-    /// Where a pass loads values before they count: a pass whose loads faulted (the
-    /// file was truncated under the mapping) is thrown away and `values` stays.
-    loading: Vec<(f64, f64)>,
     /// Changes when the index starts over; keys cached merge plans.
     generation: u64,
 }
@@ -276,7 +273,6 @@ fn track<'a>(
                     mapped: Some(mapped),
                     index: FileIndex::new(),
                     values: Vec::new(),
-                    loading: Vec::new(),
                     generation: next_generation(),
                 };
                 files.insert(file.name.clone(), tracked);
@@ -317,7 +313,6 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -
         mapped,
         index,
         values,
-        loading,
         ..
     } = tracked;
     let Some(mapped) = mapped.as_mut() else {
@@ -383,33 +378,21 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -
             .into_iter()
             .filter(|p| !(sparse && p.reason == Reason::TooLarge)),
     );
-    load_values(index, loading, &view, &bytes, from <= HEADER_LEN);
+    load_values(index, values, &view, &bytes, from <= HEADER_LEN);
     if view.faulted() {
         out.problems.push(FileProblem::new(
             Reason::Shrunk,
             "the file was truncated while being read; kept its last good values",
         ));
         mapped.forget_mapping();
-        return out;
     }
-    commit(values, loading);
     out
 }
 
-/// Makes the values of a pass (`loading`, a prefix of the entries) the last good ones;
-/// entries past it keep theirs.
-fn commit(values: &mut Vec<(f64, f64)>, loading: &mut Vec<(f64, f64)>) {
-    if loading.len() >= values.len() {
-        std::mem::swap(values, loading);
-    } else {
-        values[..loading.len()].copy_from_slice(loading);
-    }
-}
-
-/// Loads the values this read can reach, in entry order, into `values` (cleared first);
-/// it stops at the first it cannot reach. A full copy was just made for a fresh index
-/// (`fresh`): read its values from the copy, and leave the mapping's pages to be faulted
-/// in by the next pass.
+/// Values in place: loading stops at the first entry this read cannot reach (past the
+/// readable length, or a load that faulted), and that entry and the rest keep their last
+/// good values. A full copy was just made for a fresh index (`fresh`): read its values
+/// from the copy, and leave the mapping's pages to be faulted in by the next pass.
 fn load_values(
     index: &FileIndex,
     values: &mut Vec<(f64, f64)>,
@@ -417,8 +400,7 @@ fn load_values(
     bytes: &[u8],
     fresh: bool,
 ) {
-    values.clear();
-    for e in &index.entries {
+    for (i, e) in index.entries.iter().enumerate() {
         let off = e.value_offset as usize;
         let loaded = if fresh {
             format::value_at(bytes, off)
@@ -428,6 +410,9 @@ fn load_values(
         let Some(v) = loaded else {
             break;
         };
-        values.push(v);
+        match values.get_mut(i) {
+            Some(slot) => *slot = v,
+            None => values.push(v),
+        }
     }
 }

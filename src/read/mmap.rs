@@ -22,8 +22,10 @@
 //! does), so the process survives it: every mapping is registered in a fixed table of
 //! address ranges ([`fault`]), and a SIGBUS handler that finds the faulting address in
 //! one of them maps a zero page over the faulting page, marks that file, and returns.
-//! The pass then discards that file's values ([`View::faulted`]) and keeps its last good
-//! ones, and the mapping is made again at the next pass. A fault anywhere else goes to
+//! Every value load checks the mark after loading, so the load that faulted (it read the
+//! zero page) and every later one of the pass yield nothing: the entries keep their last
+//! good values ([`View::faulted`] then reports it), and the mapping is made again at the
+//! next pass. A fault anywhere else goes to
 //! the handler that was there before (Rust's stack-overflow handler, then the default
 //! action). A file whose mapping cannot be registered (the table is full) is read with
 //! `pread` instead, value by value.
@@ -175,6 +177,18 @@ impl MappedFile {
 }
 
 impl View<'_> {
+    /// The value pair at `offset` read with `pread`, for a file without a mapping (kept
+    /// out of line: the steady path is the mapped one, once per value of a pass).
+    #[cold]
+    #[inline(never)]
+    fn value_by_pread(&self, offset: usize) -> Option<(f64, f64)> {
+        let mut pair = [0u8; 16];
+        let got = read_at_most(self.file, &mut pair, offset as u64).ok()?;
+        (got == 16)
+            .then(|| crate::format::value_at(&pair, 0))
+            .flatten()
+    }
+
     /// Whether a load of this pass hit a page past the end of the file (someone
     /// truncated it under us): the values loaded in this pass are not the file's.
     /// Reading the flag clears it.
@@ -209,17 +223,14 @@ impl View<'_> {
 
     /// Loads the `(value, timestamp)` pair at `offset`, if it lies within the readable
     /// length.
+    #[inline]
     pub fn value_at(&self, offset: usize) -> Option<(f64, f64)> {
         let end = offset.checked_add(16)?;
         if end > self.len || !offset.is_multiple_of(8) {
             return None;
         }
-        let Some(Registered { map, .. }) = self.map else {
-            let mut pair = [0u8; 16];
-            let got = read_at_most(self.file, &mut pair, offset as u64).ok()?;
-            return (got == 16)
-                .then(|| crate::format::value_at(&pair, 0))
-                .flatten();
+        let Some(Registered { map, slot }) = self.map else {
+            return self.value_by_pread(offset);
         };
         if end > map.len() {
             return None;
@@ -235,6 +246,12 @@ impl View<'_> {
                 std::ptr::read_volatile(p.add(1)),
             )
         };
+        // A load that faulted read the zero page the handler put in: not a value. The
+        // flag is read after the loads (the handler ran on this thread, at the load).
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        if fault::is_set(*slot) {
+            return None;
+        }
         Some((f64::from_bits(value), f64::from_bits(timestamp)))
     }
 }
@@ -308,6 +325,14 @@ pub mod fault {
         if let Some(slot) = SLOTS.get(i) {
             slot.end.store(0, Ordering::Release);
         }
+    }
+
+    /// Whether a fault hit the range of slot `i` and has not been taken yet.
+    #[inline]
+    pub fn is_set(i: usize) -> bool {
+        SLOTS
+            .get(i)
+            .is_some_and(|s| s.faulted.load(Ordering::Relaxed))
     }
 
     /// Whether a fault hit the range of slot `i` since the last call; clears the flag.
