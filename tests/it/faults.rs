@@ -1,7 +1,7 @@
 //! Faults a hostile or broken process can cause in the directory while the sidecar serves
 //! it (issue 9): each ends with the sidecar serving and nothing it already served lost.
 
-use crate::util::{Server, samples};
+use crate::util::{Server, rss_anon_kb, samples};
 use multiproc_exporter::write::DbWriter;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -97,15 +97,6 @@ fn test_issue_9_truncating_a_mapped_file_never_kills_the_sidecar() {
     );
 }
 
-fn rss_anon_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// A header that claims 64 MiB over a file of holes used to cost ~8x that in memory (the
 /// whole claim read, every zero "entry" reported); now the read stops at the first hole.
 #[test]
@@ -167,14 +158,7 @@ fn test_issue_9_a_dir_swapped_for_a_symlink_is_not_followed() {
     let mut w = DbWriter::open(&victim.join("counter_4194303.db")).unwrap();
     w.set_sample("v", "v_total", &[], "h", 1.0, 0.0).unwrap();
     drop(w);
-    let listing = |d: &Path| {
-        let mut names: Vec<String> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    };
+    let listing = crate::pool::all_names;
     let before = listing(&victim);
     let s = Server::start(&[
         "--dir",

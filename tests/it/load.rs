@@ -3,7 +3,7 @@
 //! and slow clients hold connections. Zero failed scrapes, counters monotonic in every
 //! scrape, `/healthz` within a second, memory bounded.
 
-use crate::util::{Server, request, samples};
+use crate::util::{Server, request, rss_anon_kb, samples};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -81,15 +81,6 @@ fn scrape_loop(url: String, accept: &'static str, gzip: bool, stop: Arc<AtomicBo
         out.scrapes += 1;
     }
     out
-}
-
-fn rss_anon_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[test]

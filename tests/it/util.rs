@@ -237,6 +237,17 @@ pub fn env_prefix(env: &[(&str, &str)]) -> Vec<String> {
     prefix
 }
 
+/// `RssAnon` of process `pid`, in kB (anonymous memory: the sidecar's own, not the
+/// writers' shared pages it maps).
+pub fn rss_anon_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
 /// A running `multiproc-exporter serve` on a loopback port chosen at run time.
 pub struct Server {
     pub child: std::process::Child,
