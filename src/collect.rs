@@ -94,7 +94,7 @@ fn default_fd_budget() -> usize {
     usize::try_from(fds / 2)
         .unwrap_or(usize::MAX)
         .saturating_sub(32)
-        .max(16)
+        .clamp(16, crate::read::mmap::fault::CAPACITY)
 }
 
 impl Collector {
@@ -137,9 +137,10 @@ impl Collector {
     }
 
     /// The last good values of the file `name` (key text, value, timestamp), as the last
-    /// pass kept them: what compaction absorbs when the file itself has lost them.
-    pub fn last_good(&self, name: &str) -> crate::model::LastGood {
-        let Some(t) = self.files.get(name) else {
+    /// pass kept them: what compaction absorbs when the file itself has lost them. Empty
+    /// unless the name still refers to the file `id` (a new file may have taken it).
+    pub fn last_good(&self, name: &str, id: &FileId) -> crate::model::LastGood {
+        let Some(t) = self.files.get(name).filter(|t| t.id == *id) else {
             return Vec::new();
         };
         t.index
@@ -378,7 +379,13 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -
             .into_iter()
             .filter(|p| !(sparse && p.reason == Reason::TooLarge)),
     );
-    load_values(index, values, &view, &bytes, from <= HEADER_LEN);
+    let zeroed = load_values(index, values, &view, &bytes, from <= HEADER_LEN);
+    if !zeroed.is_empty() && restore_zeroed(index, values, &view, zeroed) {
+        out.problems.push(FileProblem::new(
+            Reason::Shrunk,
+            "the file was truncated while being read; kept its last good values",
+        ));
+    }
     if view.faulted() {
         out.problems.push(FileProblem::new(
             Reason::Shrunk,
@@ -399,7 +406,10 @@ fn load_values(
     view: &View<'_>,
     bytes: &[u8],
     fresh: bool,
-) {
+) -> Vec<(usize, (f64, f64))> {
+    // Entries that read as all zeros where they held something: what a truncation inside
+    // a page looks like (no fault, zeros), kept to be undone if the file did shrink.
+    let mut zeroed = Vec::new();
     for (i, e) in index.entries.iter().enumerate() {
         let off = e.value_offset as usize;
         let loaded = if fresh {
@@ -411,8 +421,39 @@ fn load_values(
             break;
         };
         match values.get_mut(i) {
-            Some(slot) => *slot = v,
+            Some(slot) => {
+                if v == (0.0, 0.0) && *slot != v {
+                    zeroed.push((i, *slot));
+                }
+                *slot = v;
+            }
             None => values.push(v),
         }
     }
+    zeroed
+}
+
+/// Undoes the zeros of `zeroed` that lie past the file's end now (it shrank during the
+/// pass); returns whether any were undone.
+fn restore_zeroed(
+    index: &FileIndex,
+    values: &mut [(f64, f64)],
+    view: &View<'_>,
+    zeroed: Vec<(usize, (f64, f64))>,
+) -> bool {
+    let Some(size) = view.size_now() else {
+        return false;
+    };
+    if size >= view.len as u64 {
+        return false;
+    }
+    let mut undone = false;
+    for (i, previous) in zeroed {
+        let end = index.entries[i].value_offset as u64 + 16;
+        if end > size {
+            values[i] = previous;
+            undone = true;
+        }
+    }
+    undone
 }

@@ -209,11 +209,21 @@ fn file_entries(
     for (key, v, ts) in last {
         match at.get(&key[..]) {
             None => out.push((key.to_vec(), *v, *ts)),
-            Some(&i) if monotonic && *v > out[i].1 => out[i].1 = *v,
+            Some(&i) if monotonic && is_count(key) && *v > out[i].1 => out[i].1 = *v,
             Some(_) => {}
         }
     }
     Ok(out)
+}
+
+/// Whether the sample of this key only ever grows: a counter's `_total`, a histogram's
+/// `_bucket` and `_count`, a summary's `_count` (a `_sum` may fall).
+fn is_count(key: &[u8]) -> bool {
+    format::key::decode(key).is_ok_and(|k| {
+        ["_total", "_bucket", "_count"]
+            .iter()
+            .any(|s| k.name.ends_with(s))
+    })
 }
 
 /// The archive's bytes: the folded entries, then (after `used`, where no reader looks)

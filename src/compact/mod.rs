@@ -142,7 +142,7 @@ impl Lifecycle {
     /// When the directory cannot be listed or a compaction step fails; what was done
     /// before the failure is consistent.
     pub fn tick(&mut self, at_start: bool) -> io::Result<Report> {
-        self.tick_with(at_start, &|_| Vec::new())
+        self.tick_with(at_start, &|_, _| Vec::new())
     }
 
     /// [`Lifecycle::tick`], with the last good values a reader holds for each file
@@ -153,7 +153,7 @@ impl Lifecycle {
     pub fn tick_with(
         &mut self,
         at_start: bool,
-        last_good: &dyn Fn(&str) -> LastGood,
+        last_good: &dyn Fn(&str, &FileId) -> LastGood,
     ) -> io::Result<Report> {
         let mut report = Report::default();
         // Never act through a symbolic link: it could name another directory.
@@ -248,7 +248,7 @@ impl Lifecycle {
         writer: &Writer,
         pending: &mut Absorptions,
         report: &mut Report,
-        last_good: &dyn Fn(&str) -> LastGood,
+        last_good: &dyn Fn(&str, &FileId) -> LastGood,
     ) -> io::Result<bool> {
         let mut hidden_here = Vec::new();
         for (db, pf) in writer.files.iter().zip(&writer.ids) {
@@ -276,7 +276,7 @@ impl Lifecycle {
                 pending: Pending {
                     hidden,
                     id: pf.id,
-                    last: last_good(&db.name),
+                    last: last_good(&db.name, &pf.id),
                 },
             });
         }

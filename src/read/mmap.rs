@@ -216,9 +216,22 @@ impl View<'_> {
         let mut buf = vec![0u8; to];
         let header = HEADER_LEN.min(to);
         let from = from.max(header).min(to);
-        read_at_most(self.file, &mut buf[..header], 0).map_err(ReadError::Io)?;
-        read_at_most(self.file, &mut buf[from..], from as u64).map_err(ReadError::Io)?;
+        let got = read_at_most(self.file, &mut buf[..header], 0).map_err(ReadError::Io)?;
+        if got < header {
+            // Truncated since the size check: nothing of this read is the file.
+            buf.clear();
+            return Ok(buf);
+        }
+        let got = read_at_most(self.file, &mut buf[from..], from as u64).map_err(ReadError::Io)?;
+        // A read cut short by a truncation leaves zeros, which are not the file's bytes.
+        buf.truncate(from + got);
         Ok(buf)
+    }
+
+    /// The file's size now, to tell whether it shrank during this pass (a truncation
+    /// inside a page leaves the rest of the page mapped and zeroed: no fault, zeros).
+    pub fn size_now(&self) -> Option<u64> {
+        self.file.metadata().ok().map(|m| m.len())
     }
 
     /// Loads the `(value, timestamp)` pair at `offset`, if it lies within the readable
@@ -275,6 +288,10 @@ pub mod fault {
     const FILLING: usize = usize::MAX;
 
     struct Slot {
+        /// Odd while the slot changes; the handler only trusts a range read between two
+        /// equal even generations (a seqlock), so it never sees half of an old range and
+        /// half of a new one.
+        generation: AtomicUsize,
         start: AtomicUsize,
         /// 0 for a free slot.
         end: AtomicUsize,
@@ -283,6 +300,7 @@ pub mod fault {
 
     #[allow(clippy::declare_interior_mutable_const)]
     const FREE: Slot = Slot {
+        generation: AtomicUsize::new(0),
         start: AtomicUsize::new(0),
         end: AtomicUsize::new(0),
         faulted: AtomicBool::new(false),
@@ -311,9 +329,11 @@ pub mod fault {
                 .compare_exchange(0, FILLING, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
+                slot.generation.fetch_add(1, Ordering::AcqRel);
                 slot.faulted.store(false, Ordering::Relaxed);
                 slot.start.store(start, Ordering::Relaxed);
                 slot.end.store(end, Ordering::Release);
+                slot.generation.fetch_add(1, Ordering::AcqRel);
                 return Some(i);
             }
         }
@@ -323,7 +343,9 @@ pub mod fault {
     /// Frees slot `i` (its range is about to be unmapped).
     pub fn unregister(i: usize) {
         if let Some(slot) = SLOTS.get(i) {
+            slot.generation.fetch_add(1, Ordering::AcqRel);
             slot.end.store(0, Ordering::Release);
+            slot.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -377,17 +399,32 @@ pub mod fault {
     /// The SIGBUS handler: a fault inside a registered range gets a zero page and a flag;
     /// anything else goes to the previous action.
     extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-        // SAFETY: the kernel passes a valid `siginfo_t` for a SA_SIGINFO handler; for
-        // SIGBUS `si_addr` is the faulting address.
-        let addr = unsafe { (*info).si_addr() } as usize;
+        // SAFETY: `__errno_location` is this thread's errno; the handler must leave it as
+        // the interrupted code had it (mmap and sigaction below may set it).
+        let errno = unsafe { *libc::__errno_location() };
+        recover_or_pass_on(sig, info, ctx);
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = errno };
+    }
+
+    fn recover_or_pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid `siginfo_t` for a SA_SIGINFO handler.
+        let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+        if code <= 0 {
+            // Sent by a process (kill, sigqueue), not a fault: `si_addr` means nothing.
+            // Take the default action, as without us.
+            die_by_default();
+            return;
+        }
         let page = PAGE.load(Ordering::Relaxed);
         for slot in &SLOTS {
+            let before = slot.generation.load(Ordering::Acquire);
             let end = slot.end.load(Ordering::Acquire);
-            if end == 0 || end == FILLING {
+            if before % 2 == 1 || end == 0 || end == FILLING {
                 continue;
             }
-            let start = slot.start.load(Ordering::Relaxed);
-            if addr < start || addr >= end {
+            let start = slot.start.load(Ordering::Acquire);
+            if slot.generation.load(Ordering::Acquire) != before || addr < start || addr >= end {
                 continue;
             }
             let at = addr & !(page - 1);
@@ -427,14 +464,28 @@ pub mod fault {
             handler(sig, info, ctx);
             return;
         }
-        // SAFETY: restoring the default action for SIGBUS; returning re-executes the
-        // faulting instruction, which then takes the default action (the process ends,
-        // as it would have without us).
+        // Returning re-executes the faulting instruction, which then takes the default
+        // action (the process ends, as it would have without us).
+        restore_default();
+    }
+
+    fn restore_default() {
+        // SAFETY: restoring the default action for SIGBUS (async-signal-safe).
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = libc::SIG_DFL;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
+        }
+    }
+
+    /// The default action for a SIGBUS that was sent, not caused by a load: it is
+    /// re-raised (blocked until this handler returns) with the default action in place.
+    fn die_by_default() {
+        restore_default();
+        // SAFETY: `raise` is async-signal-safe.
+        unsafe {
+            libc::raise(libc::SIGBUS);
         }
     }
 }

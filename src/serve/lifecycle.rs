@@ -23,7 +23,7 @@ pub(super) async fn run_tick(app: &Arc<App>, at_start: bool) -> &'static str {
             lifecycle,
         } = &mut *p;
         // Dead writers' files are absorbed with what the collector last read from them.
-        let last_good = |name: &str| collector.last_good(name);
+        let last_good = |name: &str, id: &crate::read::FileId| collector.last_good(name, id);
         let tick = std::panic::AssertUnwindSafe(|| lifecycle.tick_with(at_start, &last_good));
         let report = std::panic::catch_unwind(tick)
             .map_err(|payload| format!("panic: {}", payload_message(payload)))
