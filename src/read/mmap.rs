@@ -364,14 +364,6 @@ pub mod fault {
             .is_some_and(|s| s.faulted.swap(false, Ordering::AcqRel))
     }
 
-    /// How many slots are in use (for tests and self-metrics).
-    pub fn in_use() -> usize {
-        SLOTS
-            .iter()
-            .filter(|s| s.end.load(Ordering::Relaxed) != 0)
-            .count()
-    }
-
     fn install() {
         INSTALL.call_once(|| {
             if let Ok(Some(page)) = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
