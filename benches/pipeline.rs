@@ -66,8 +66,8 @@ fn pipeline(c: &mut Criterion) {
                 })
             });
         }
-        let hist = tmp.path().join("histogram_10000.db");
-        let snap = read::read_file(&hist, u64::MAX).unwrap();
+        let dir = multiproc_exporter::dir::Dir::open(tmp.path()).unwrap();
+        let snap = read::read_file(&dir, "histogram_10000.db", u64::MAX).unwrap();
         group.bench_function("index_one_histogram_file", |b| {
             b.iter(|| {
                 let mut keys = KeyTable::default();

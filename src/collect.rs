@@ -11,23 +11,29 @@
 //! the file's name, making a [`FileIssue`], and the rest is merged. A file that cannot be
 //! read this time keeps its last good values, so a transient error cannot make counters
 //! drop. Only an unlistable directory fails a pass.
+//!
+//! A file of counts (counter, histogram, summary) that vanishes without our compaction
+//! becomes a *ghost*: its last good values keep contributing (DESIGN section 3) until the
+//! lifecycle absorbs them into an archive ([`Collector::settle`]) or the directory is
+//! wiped: every writer file gone in one listing, or the shim's wipe marker
+//! ([`WIPE_MARKER`]) replaced. Without compaction ghosts live only in this process.
 
+use crate::compact::archive::ARCHIVE_PID;
+use crate::compact::{Ghost, Memory, Report, WIPE_MARKER};
+use crate::dir::FileId;
+use crate::dir::{Dir, Held};
 use crate::format::{self, HEADER_LEN};
 use crate::merge::{FileView, Merger};
 use crate::model::{Family, FileIssue, FileKind, FileProblem, Reason};
 use crate::parse::{FileIndex, KeyTable};
-use crate::read::FileId;
 use crate::read::mmap::{MappedFile, View};
 use crate::scan::{self, DbFile, ScanError};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
-
-/// Default bound on the bytes read from one file (prometheus_client's own limit is
-/// 2 GiB, the range of `used`); protects memory from a hostile or broken file.
-pub const DEFAULT_FILE_LIMIT: u64 = 1 << 30;
 
 /// How long a file may stay zero-length after it was created before that is a problem:
 /// prometheus_client creates a file and sizes it a moment later, so every new worker's
@@ -78,14 +84,18 @@ pub struct Pass {
 /// Incremental reader of one directory.
 #[derive(Debug)]
 pub struct Collector {
-    dir: PathBuf,
+    dir: Held,
     limit: u64,
     keys: KeyTable,
-    files: BTreeMap<String, Tracked>,
+    files: BTreeMap<OsString, Tracked>,
     merger: Merger,
     /// Files kept open between passes: half the descriptor limit less a reserve (the other
     /// half is for connections), so a directory of any size never exhausts descriptors.
     fd_budget: usize,
+    /// Files of counts that vanished without our compaction, with their last good values.
+    ghosts: Vec<Tracked>,
+    /// The identity of the shim's wipe marker at the last pass (`None` before the first).
+    marker: Option<Option<FileId>>,
 }
 
 /// The default number of files kept open between passes (see `Collector::fd_budget`).
@@ -101,12 +111,14 @@ impl Collector {
     /// A collector for `dir`; nothing is read until [`Collector::collect`].
     pub fn new(dir: impl Into<PathBuf>) -> Collector {
         Collector {
-            dir: dir.into(),
-            limit: DEFAULT_FILE_LIMIT,
+            dir: Held::new(dir),
+            limit: crate::read::DEFAULT_FILE_LIMIT,
             keys: KeyTable::default(),
             files: BTreeMap::new(),
             merger: Merger::default(),
             fd_budget: default_fd_budget(),
+            ghosts: Vec::new(),
+            marker: None,
         }
     }
 
@@ -124,31 +136,81 @@ impl Collector {
 
     /// The directory being read.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// Forgets everything read so far (keeping the directory and the per-file bound):
     /// the next pass reads every file afresh. For recovery after a failed pass.
     pub fn reset(&mut self) {
         let budget = self.fd_budget;
-        *self = Collector::new(std::mem::take(&mut self.dir))
+        *self = Collector::new(self.dir.path())
             .with_file_limit(self.limit)
             .with_fd_budget(budget);
     }
 
-    /// The last good values of the file `name` (key text, value, timestamp), as the last
-    /// pass kept them: what compaction absorbs when the file itself has lost them. Empty
-    /// unless the name still refers to the file `id` (a new file may have taken it).
-    pub fn last_good(&self, name: &str, id: &FileId) -> crate::model::LastGood {
-        let Some(t) = self.files.get(name).filter(|t| t.id == *id) else {
-            return Vec::new();
-        };
+    /// The last good values of `t` (key text, value, timestamp).
+    fn values_of(&self, t: &Tracked) -> crate::model::LastGood {
         t.index
             .entries
             .iter()
             .zip(&t.values)
             .map(|(e, &(v, ts))| (Box::from(self.keys.text(e.key)), v, ts))
             .collect()
+    }
+
+    /// Takes in what a lifecycle round did: files it absorbed or deleted are forgotten
+    /// (their counts are in the archives now, or the directory was cleaned), and so are
+    /// the ghosts it absorbed; a wipe forgets every ghost.
+    pub fn settle(&mut self, report: &Report) {
+        for (name, id) in &report.retired {
+            let name = OsStr::new(name);
+            if self.files.get(name).is_some_and(|t| t.id == *id) {
+                self.files.remove(name);
+            }
+        }
+        let absorbed = |g: &Tracked| {
+            report
+                .ghosts_absorbed
+                .iter()
+                .any(|(name, id)| OsStr::new(name) == g.file.name && *id == g.id)
+        };
+        self.ghosts.retain(|g| !report.wiped && !absorbed(g));
+    }
+
+    /// Whether the shim replaced its wipe marker since the last pass (the first sighting
+    /// of a marker that was already there is not a wipe).
+    fn marker_replaced(&mut self, dir: &Dir) -> bool {
+        let now = dir.stat(WIPE_MARKER).ok().map(|s| s.id);
+        let before = self.marker.replace(now);
+        matches!(before, Some(b) if b != now && now.is_some())
+    }
+
+    /// Moves the tracked files whose names are gone from `present` out: files of counts
+    /// become ghosts, unless the directory was `wiped`.
+    fn drop_vanished(&mut self, present: &BTreeSet<&OsStr>, wiped: bool) {
+        let gone: Vec<OsString> = self
+            .files
+            .keys()
+            .filter(|name| !present.contains(name.as_os_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            let Some(mut t) = self.files.remove(&name) else {
+                continue;
+            };
+            let counts = matches!(
+                t.file.kind,
+                FileKind::Counter | FileKind::Histogram | FileKind::Summary
+            );
+            if !wiped && counts && !t.values.is_empty() {
+                t.mapped = None;
+                tracing::warn!(
+                    file = %crate::model::Escaped::path(Path::new(&name)),
+                    "file vanished without our compaction; keeping its last good values"
+                );
+                self.ghosts.push(t);
+            }
+        }
     }
 
     /// How many merge plans were built so far (a steady pass builds none).
@@ -162,18 +224,37 @@ impl Collector {
     /// # Errors
     /// Only when the directory cannot be listed.
     pub fn collect(&mut self, dead: &BTreeSet<String>) -> Result<Pass, ScanError> {
-        let listing = scan::scan(&self.dir)?;
+        let (dir, replaced) = self.dir.get()?;
+        if replaced {
+            tracing::warn!(
+                dir = %crate::model::Escaped::path(dir.path()),
+                "the path names another directory now; reading it afresh (a wipe)"
+            );
+            self.files.clear();
+            self.ghosts.clear();
+        }
+        // The marker first: a wipe the listing shows happened before it was replaced.
+        let marked = self.marker_replaced(&dir);
+        let listing = scan::scan(&dir)?;
         let mut issues = listing.skipped;
         let mut young = 0;
-        // Files that vanished since the last pass are dropped.
-        let present: BTreeSet<&str> = listing.files.iter().map(|f| f.name.as_str()).collect();
-        self.files.retain(|name, _| present.contains(name.as_str()));
+        let emptied = !listing.files.iter().any(|f| f.pid != ARCHIVE_PID);
+        let wiped = marked || emptied;
+        if wiped && !self.ghosts.is_empty() {
+            tracing::info!(
+                ghosts = self.ghosts.len(),
+                "directory wiped; forgetting the last good values of vanished files"
+            );
+            self.ghosts.clear();
+        }
+        let present: BTreeSet<&OsStr> = listing.files.iter().map(|f| f.name.as_os_str()).collect();
+        self.drop_vanished(&present, wiped);
         // The first `fd_budget` files (in name order) stay open between passes; the
         // rest are opened, read whole and closed each pass.
         let mut kept = 0usize;
         for file in listing.files {
             let name = file.name.clone();
-            let found = match track(&mut self.files, &self.dir, file) {
+            let found = match track(&mut self.files, &dir, file) {
                 Ok(tracked) => {
                     let cold = kept >= self.fd_budget;
                     let found = refresh(tracked, self.limit, &mut self.keys, cold);
@@ -192,6 +273,18 @@ impl Collector {
             young += usize::from(found.young);
             issues.extend(found.problems.into_iter().map(|p| p.of(name.clone())));
         }
+        // A file renamed (not deleted) is read under its new name: no ghost of it.
+        let ids: std::collections::HashSet<FileId> = self.files.values().map(|t| t.id).collect();
+        self.ghosts.retain(|g| !ids.contains(&g.id));
+        for g in &self.ghosts {
+            issues.push(
+                FileProblem::new(
+                    Reason::Vanished,
+                    "the file vanished without our compaction; its last good values are kept until compaction absorbs them or the directory is wiped",
+                )
+                .of(g.file.name.clone()),
+            );
+        }
         crate::testpoint::panic("collect");
         Ok(self.merge(dead, issues, young))
     }
@@ -201,6 +294,7 @@ impl Collector {
         let merged: Vec<&Tracked> = self
             .files
             .values()
+            .chain(&self.ghosts)
             .filter(|t| {
                 !(matches!(&t.file.kind, FileKind::Gauge(m) if m.is_live())
                     && dead.contains(&t.file.pid))
@@ -243,23 +337,48 @@ impl Collector {
     }
 }
 
+impl Memory for Collector {
+    /// What the last pass kept of `name`; empty unless the name still refers to the file
+    /// `id` (a new file may have taken it).
+    fn last_good(&self, name: &str, id: &FileId) -> crate::model::LastGood {
+        match self.files.get(OsStr::new(name)).filter(|t| t.id == *id) {
+            Some(t) => self.values_of(t),
+            None => Vec::new(),
+        }
+    }
+
+    /// Ghosts whose names are not UTF-8 stay with the reader: compaction handles only
+    /// names it can spell (and never judges such a writer dead).
+    fn ghosts(&self) -> Vec<Ghost> {
+        self.ghosts
+            .iter()
+            .filter_map(|g| Some((g, g.file.name.to_str()?)))
+            .map(|(g, name)| Ghost {
+                name: name.to_owned(),
+                kind: g.file.kind.clone(),
+                id: g.id,
+                last: self.values_of(g),
+            })
+            .collect()
+    }
+}
+
 /// The tracked state of `file`, opened afresh when the name now refers to another
 /// file (replaced, or a reused inode with a new birth time): then the old index means
 /// nothing.
 fn track<'a>(
-    files: &'a mut BTreeMap<String, Tracked>,
-    dir: &Path,
+    files: &'a mut BTreeMap<OsString, Tracked>,
+    dir: &Dir,
     file: DbFile,
 ) -> Result<&'a mut Tracked, FileProblem> {
-    let path = dir.join(&file.name);
-    let current = std::fs::symlink_metadata(&path).map(|m| FileId::of(&m));
+    let current = dir.stat(&file.name).map(|s| s.id);
     let same = files
         .get(&file.name)
         .is_some_and(|t| t.file.kind == file.kind && matches!(&current, Ok(id) if t.id == *id));
     let open = files.get(&file.name).is_some_and(|t| t.mapped.is_some());
     let reopened = match (same, open) {
         (true, true) => None,
-        _ => Some(MappedFile::open(&path)?),
+        _ => Some(MappedFile::open(dir, &file.name)?),
     };
     if let Some(mapped) = reopened {
         match files.get_mut(&file.name) {

@@ -26,6 +26,8 @@
 //! - [`fold`]: how values of one series combine (sum, min, max, last, most recent, the
 //!   exact sum): used by the merge plan and by compaction's archives.
 //! - [`procfs`]: `/proc`, for liveness and the self-metrics.
+//! - [`dir`]: the directory held open; every file operation relative to it, and file
+//!   identity (device, inode, birth time).
 //! - [`selfmetrics`]: the table of the sidecar's own metrics.
 //!
 //! The lifecycle: [`liveness`] proves which writers are dead, [`compact`] folds their
@@ -35,8 +37,8 @@
 //! validated settings; [`demo`] runs a simulated worker pool; [`testpoint`] holds the
 //! fault injection points of the crash tests.
 //!
-//! Dependencies point one way (`tests/it/layout.rs` checks it): `model`, `format` and
-//! `procfs` depend on nothing; `fold` on `model`; the stages on those; `render` on
+//! Dependencies point one way (`tests/it/layout.rs` checks it): `model`, `format`,
+//! `dir` and `procfs` depend on nothing; `fold` on `model`; the stages on those; `render` on
 //! `model` only; `serve` on everything it drives.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
@@ -45,6 +47,7 @@ pub mod collect;
 pub mod compact;
 pub mod config;
 pub mod demo;
+pub mod dir;
 pub mod fold;
 pub mod format;
 pub mod liveness;

@@ -19,8 +19,8 @@
 //! only after proving the namespace is shared: a pid named by a file maps that very file
 //! (same device and inode), or a lock file records our own pid namespace.
 
+use crate::dir::{Dir, FileId};
 use crate::procfs;
-use crate::read::FileId;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -105,9 +105,14 @@ pub enum Verdict {
     Unknown,
 }
 
-/// The path of the lock file of `pid`.
+/// The name of the lock file of `pid`.
+pub fn lock_name(pid: &str) -> String {
+    format!("{LOCK_PREFIX}{pid}{LOCK_SUFFIX}")
+}
+
+/// The path of the lock file of `pid` (for workers, which write it by path).
 pub fn lock_path(dir: &Path, pid: &str) -> PathBuf {
-    dir.join(format!("{LOCK_PREFIX}{pid}{LOCK_SUFFIX}"))
+    dir.join(lock_name(pid))
 }
 
 /// The pid of a lock file name, if it is one.
@@ -142,18 +147,14 @@ pub enum LockState {
 }
 
 /// Probes the lock of `pid` without blocking and without keeping it.
-pub fn probe_lock(dir: &Path, pid: &str) -> LockState {
-    probe_lock_at(&lock_path(dir, pid))
+pub fn probe_lock(dir: &Dir, pid: &str) -> LockState {
+    probe_lock_at(dir, &lock_name(pid))
 }
 
-/// Probes the lock file at `path` (a final or a temporary lock name) without blocking
-/// and without keeping it.
-pub fn probe_lock_at(path: &Path) -> LockState {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path);
-    let Ok(file) = file else {
+/// Probes the lock file `name` (a final or a temporary lock name) without blocking and
+/// without keeping it.
+pub fn probe_lock_at(dir: &Dir, name: &str) -> LockState {
+    let Ok(file) = dir.open_read(name) else {
         return LockState::Absent;
     };
     match file.try_lock() {
@@ -167,13 +168,11 @@ pub fn probe_lock_at(path: &Path) -> LockState {
 }
 
 /// Whether the lock file of `pid` records the pid namespace we are in.
-fn lock_in_our_namespace(dir: &Path, pid: &str) -> bool {
-    let (Ok(text), Some(ours)) = (
-        std::fs::read_to_string(lock_path(dir, pid)),
-        procfs::own_pid_namespace(),
-    ) else {
+fn lock_in_our_namespace(dir: &Dir, pid: &str) -> bool {
+    let (Ok(bytes), Some(ours)) = (dir.read(lock_name(pid)), procfs::own_pid_namespace()) else {
         return false;
     };
+    let text = String::from_utf8_lossy(&bytes);
     text.split([',', '{', '}', '\n'])
         .filter_map(|kv| kv.split_once(':'))
         .any(|(k, v)| {
@@ -229,7 +228,7 @@ impl Liveness {
 
     /// In `auto` mode, tries to prove that we share the writers' pid namespace; returns
     /// whether it is proven (now or before).
-    pub fn prove_namespace(&mut self, dir: &Path, pids: &[(&str, &[PidFile])]) -> bool {
+    pub fn prove_namespace(&mut self, dir: &Dir, pids: &[(&str, &[PidFile])]) -> bool {
         if self.namespace_proven || self.mode != Mode::Auto {
             return self.namespace_proven;
         }
@@ -249,7 +248,7 @@ impl Liveness {
     }
 
     /// Judges the writer of `pid`, whose files are `files`.
-    pub fn judge(&self, dir: &Path, pid: &str, files: &[PidFile]) -> Verdict {
+    pub fn judge(&self, dir: &Dir, pid: &str, files: &[PidFile]) -> Verdict {
         if self.mode == Mode::None {
             return Verdict::Unknown;
         }
@@ -316,14 +315,6 @@ pub fn maps_any(p: u32, files: &[PidFile]) -> Option<bool> {
     }))
 }
 
-/// Opens a file without following a symlink (lock files are ours to judge, not links').
-pub fn open_nofollow(path: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-}
-
 /// In a worker: takes its liveness lock, exactly as the shim's `hold_worker_lock` does,
 /// and returns the open file, which holds the lock until it is closed. Keep it for the
 /// process lifetime: the kernel releases the lock however the process ends, which is
@@ -383,7 +374,7 @@ mod tests {
     fn own_files(dir: &Path) -> Vec<PidFile> {
         let path = dir.join("counter_1.db");
         std::fs::write(&path, b"x").unwrap();
-        let snap = crate::read::read_file(&path, 8).unwrap();
+        let snap = crate::read::read_file(&Dir::open(dir).unwrap(), "counter_1.db", 8).unwrap();
         vec![PidFile {
             name: "counter_1.db".into(),
             id: snap.id,
@@ -414,7 +405,10 @@ mod tests {
         let me = std::process::id();
         let file = hold_worker_lock(dir.path(), me).unwrap();
         let pid = me.to_string();
-        assert_eq!(probe_lock(dir.path(), &pid), LockState::Held);
+        assert_eq!(
+            probe_lock(&Dir::open(dir.path()).unwrap(), &pid),
+            LockState::Held
+        );
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -429,21 +423,33 @@ mod tests {
             procfs::stat(None).unwrap().start_ticks
         );
         assert!(record["created"].as_f64().unwrap() > 1.5e9);
-        assert!(lock_in_our_namespace(dir.path(), &pid));
+        assert!(lock_in_our_namespace(&Dir::open(dir.path()).unwrap(), &pid));
         drop(file);
-        assert_eq!(probe_lock(dir.path(), &pid), LockState::Released);
+        assert_eq!(
+            probe_lock(&Dir::open(dir.path()).unwrap(), &pid),
+            LockState::Released
+        );
     }
 
     #[test]
     fn lock_probe_sees_holders() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(probe_lock(dir.path(), "7"), LockState::Absent);
+        assert_eq!(
+            probe_lock(&Dir::open(dir.path()).unwrap(), "7"),
+            LockState::Absent
+        );
         let f = File::create(lock_path(dir.path(), "7")).unwrap();
         f.lock().unwrap();
         // flock locks belong to the open file description: a second open conflicts.
-        assert_eq!(probe_lock(dir.path(), "7"), LockState::Held);
+        assert_eq!(
+            probe_lock(&Dir::open(dir.path()).unwrap(), "7"),
+            LockState::Held
+        );
         drop(f);
-        assert_eq!(probe_lock(dir.path(), "7"), LockState::Released);
+        assert_eq!(
+            probe_lock(&Dir::open(dir.path()).unwrap(), "7"),
+            LockState::Released
+        );
     }
 
     #[test]

@@ -139,7 +139,7 @@ async fn shutdown_signal() {
 fn compact_once(compact: Compact) -> anyhow::Result<()> {
     let dir = compact.dir;
     // Says which of missing, not a directory or not listable, as `render` does.
-    scan::scan(&dir)?;
+    scan::scan(&multiproc_exporter::dir::Dir::open(&dir)?)?;
     let mut lifecycle = Lifecycle::new(&dir, compact.lifecycle);
     let report = lifecycle
         .tick(compact.wipe_stale)

@@ -10,18 +10,18 @@
 //! reported and skipped; they never stop the listing. Only an unlistable directory is an
 //! error, because then nothing can be served.
 
+pub use crate::dir::ScanError;
+use crate::dir::{Dir, Kind};
 use crate::model::{FileIssue, FileKind, FileProblem, GaugeMode, Reason};
-use std::ffi::OsStr;
-use std::fs;
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::path::{Path, PathBuf};
-use thiserror::Error;
 
 /// A file the collector would read, with what its name says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DbFile {
-    /// The base name, e.g. `gauge_livesum_123.db`.
-    pub name: String,
+    /// The base name, e.g. `gauge_livesum_123.db`: bytes, as the directory holds it
+    /// (prometheus_client reads a name that is not UTF-8 like any other).
+    pub name: OsString,
     /// What the file holds.
     pub kind: FileKind,
     /// The writer's process identifier as written in the name (usually a pid).
@@ -37,38 +37,6 @@ pub struct Listing {
     pub files: Vec<DbFile>,
     /// Names ending in `.db` that will not be read, and why.
     pub skipped: Vec<FileIssue>,
-}
-
-/// Listing the directory failed as a whole.
-#[derive(Debug, Error)]
-pub enum ScanError {
-    /// The directory does not exist (yet).
-    #[error("directory {} does not exist", path.display())]
-    Missing {
-        /// The directory.
-        path: PathBuf,
-    },
-    /// The path exists but is not a directory.
-    #[error("{} is not a directory", path.display())]
-    NotADirectory {
-        /// The path.
-        path: PathBuf,
-    },
-    /// The path is a symbolic link: never followed, it could lead the sidecar (which
-    /// deletes dead writers' files) into another directory.
-    #[error("{} is a symbolic link; the directory itself must be named (links are not followed)", path.display())]
-    Symlink {
-        /// The path.
-        path: PathBuf,
-    },
-    /// The directory could not be listed.
-    #[error("cannot list directory {}: {source}", path.display())]
-    Unreadable {
-        /// The directory.
-        path: PathBuf,
-        /// The operating system's answer.
-        source: io::Error,
-    },
 }
 
 /// Reads a base name with prometheus_client's rules.
@@ -139,48 +107,31 @@ pub fn parse_name(name: &str) -> Result<Option<DbFile>, FileProblem> {
         _ => String::new(),
     };
     Ok(Some(DbFile {
-        name: name.to_owned(),
+        name: OsString::from(name),
         kind,
         pid: pid.to_owned(),
         pid_label,
     }))
 }
 
-/// Checks that `dir` names a directory itself, not through a symbolic link as its last
-/// component (its parents may be links, as Debian's `/var/run` is).
-///
-/// # Errors
-/// [`ScanError::Missing`], [`ScanError::Symlink`], [`ScanError::NotADirectory`] or
-/// [`ScanError::Unreadable`].
-pub fn check_dir(dir: &Path) -> Result<(), ScanError> {
-    let path = || dir.to_owned();
-    match fs::symlink_metadata(dir) {
-        Ok(m) if m.file_type().is_symlink() => Err(ScanError::Symlink { path: path() }),
-        Ok(m) if !m.is_dir() => Err(ScanError::NotADirectory { path: path() }),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ScanError::Missing { path: path() }),
-        Err(source) => Err(ScanError::Unreadable {
-            path: path(),
-            source,
-        }),
-    }
-}
-
-/// [`parse_name`] for a name as the directory holds it: a `*.db` name that is not UTF-8
-/// is one prometheus_client's glob sees and cannot have written.
+/// [`parse_name`] for a name as the directory holds it. A name that is not UTF-8 is read
+/// as prometheus_client reads it: Python decodes each byte that is not UTF-8 to one
+/// character (a surrogate), and splits and slices that string; we read each such byte as
+/// one U+FFFD, which splits and slices alike (it is neither `_` nor `.`), and is what the
+/// `pid` label then holds (Python could not encode the surrogate in its output at all).
 fn parse_os_name(name: &OsStr) -> Result<Option<DbFile>, FileProblem> {
-    match name.to_str() {
-        Some(name) => parse_name(name),
-        None if name.as_encoded_bytes().ends_with(b".db")
-            && !name.as_encoded_bytes().starts_with(b".") =>
-        {
-            Err(FileProblem::new(
-                Reason::BadName,
-                "the file name is not UTF-8",
-            ))
-        }
-        None => Ok(None),
+    if let Some(name) = name.to_str() {
+        return parse_name(name);
     }
+    let mut text = String::new();
+    for chunk in name.as_encoded_bytes().utf8_chunks() {
+        text.push_str(chunk.valid());
+        text.extend(chunk.invalid().iter().map(|_| char::REPLACEMENT_CHARACTER));
+    }
+    Ok(parse_name(&text)?.map(|file| DbFile {
+        name: name.to_owned(),
+        ..file
+    }))
 }
 
 /// Lists `dir` without following symlinks or recursing.
@@ -188,50 +139,35 @@ fn parse_os_name(name: &OsStr) -> Result<Option<DbFile>, FileProblem> {
 /// # Errors
 /// Only when the directory itself cannot be listed; problems with single entries are
 /// returned in [`Listing::skipped`].
-pub fn scan(dir: &Path) -> Result<Listing, ScanError> {
-    check_dir(dir)?;
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(source) => {
-            return Err(match source.kind() {
-                io::ErrorKind::NotFound => ScanError::Missing {
-                    path: dir.to_owned(),
-                },
-                io::ErrorKind::NotADirectory => ScanError::NotADirectory {
-                    path: dir.to_owned(),
-                },
-                _ => ScanError::Unreadable {
-                    path: dir.to_owned(),
-                    source,
-                },
-            });
-        }
-    };
+pub fn scan(dir: &Dir) -> Result<Listing, ScanError> {
+    let entries = dir.entries().map_err(|source| ScanError::Unreadable {
+        path: dir.path().to_owned(),
+        source,
+    })?;
     let mut listing = Listing::default();
     for entry in entries {
-        let entry = entry.map_err(|source| ScanError::Unreadable {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let os_name = entry.file_name();
-        let file = match parse_os_name(&os_name) {
+        let file = match parse_os_name(&entry.name) {
             Ok(Some(file)) => file,
             Ok(None) => continue,
             Err(problem) => {
-                listing.skipped.push(problem.of(os_name));
+                listing.skipped.push(problem.of(entry.name));
                 continue;
             }
         };
-        // The entry type comes from readdir and does not follow links.
-        let problem = match entry.file_type() {
-            Ok(t) if t.is_symlink() => {
+        // The type comes from the listing (or a `statx`) and never follows a link.
+        let kind = match entry.kind {
+            Some(kind) => Ok(kind),
+            None => dir.stat(&entry.name).map(|s| s.kind),
+        };
+        let problem = match kind {
+            Ok(Kind::Symlink) => {
                 FileProblem::new(Reason::Symlink, "symbolic links are not followed")
             }
-            Ok(t) if !t.is_file() => FileProblem::new(Reason::NotRegular, "not a regular file"),
-            Ok(_) => {
+            Ok(Kind::File) => {
                 listing.files.push(file);
                 continue;
             }
+            Ok(_) => FileProblem::new(Reason::NotRegular, "not a regular file"),
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => FileProblem::new(
                 Reason::Unreadable,
@@ -286,8 +222,25 @@ mod tests {
             Reason::UnsupportedType
         );
         use std::os::unix::ffi::OsStrExt;
-        let latin1 = OsStr::from_bytes(b"counter_\xe9.db");
-        assert_eq!(parse_os_name(latin1).unwrap_err().reason, Reason::BadName);
+        let latin1 = parse_os_name(OsStr::from_bytes(b"counter_\xe9.db"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (latin1.kind, latin1.pid.as_str()),
+            (FileKind::Counter, "\u{fffd}")
+        );
+        assert_eq!(latin1.name.as_encoded_bytes(), b"counter_\xe9.db");
+        // One character per byte, as Python's surrogates.
+        let g = parse_os_name(OsStr::from_bytes(b"gauge_all_a\xe9\x807.db"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(g.pid_label, "a\u{fffd}\u{fffd}7");
+        assert_eq!(
+            parse_os_name(OsStr::from_bytes(b"\xe9_1.db"))
+                .unwrap_err()
+                .reason,
+            Reason::BadName
+        );
         assert_eq!(parse_os_name(OsStr::from_bytes(b"\xe9.txt")), Ok(None));
         let odd = parse_name("gauge_weird_5.db").unwrap().unwrap();
         assert_eq!(odd.kind, FileKind::Gauge(GaugeMode::Other("weird".into())));

@@ -15,15 +15,14 @@
 //! which hidden files it absorbed. After a crash, a hidden file the archive lists is
 //! deleted, one it does not list is absorbed again: nothing lost, nothing counted twice.
 
+use crate::dir::{Dir, FileId};
 use crate::fold::{Acc, Fold};
 use crate::format::{self, HEADER_LEN, VALUE_LEN};
 use crate::model::{FileKind, LastGood, LastGoodEntry};
-use crate::read::{self, FileId};
+use crate::read;
 use crate::testpoint::crash as hook;
 use std::collections::HashMap;
-use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 /// Prefix of a dead file renamed for absorption.
@@ -55,8 +54,8 @@ fn record_line(name: &str, id: &FileId) -> String {
 }
 
 /// The absorbed-files record of the archive at `path` (empty if none).
-pub fn read_record(path: &Path) -> Vec<String> {
-    let Ok(bytes) = fs::read(path) else {
+pub fn read_record(dir: &Dir, archive: &str) -> Vec<String> {
+    let Ok(bytes) = dir.read(archive) else {
         return Vec::new();
     };
     let Some(used) = format::used(&bytes).and_then(|u| usize::try_from(u).ok()) else {
@@ -76,16 +75,19 @@ pub fn read_record(path: &Path) -> Vec<String> {
 }
 
 /// Whether the archive at `path` records having absorbed the hidden file `name`.
-pub fn has_absorbed(path: &Path, name: &str, id: &FileId) -> bool {
+pub fn has_absorbed(dir: &Dir, archive: &str, name: &str, id: &FileId) -> bool {
     let line = record_line(name, id);
-    read_record(path).contains(&line)
+    read_record(dir, archive).contains(&line)
 }
 
-/// A hidden file waiting to be absorbed.
+/// A hidden file waiting to be absorbed, or a ghost: the last good values of a file that
+/// vanished without our compaction (nothing on disk to read, record or delete).
 #[derive(Clone, Debug)]
 pub struct Pending {
-    /// Hidden name (`.mpe-absorbing.counter_12.db`).
+    /// Hidden name (`.mpe-absorbing.counter_12.db`); a ghost's original name.
     pub hidden: String,
+    /// Whether `hidden` is a file in the directory (false for a ghost).
+    pub on_disk: bool,
     /// Identity of the file.
     pub id: FileId,
     /// What the sidecar last read from it (empty after a restart).
@@ -98,30 +100,24 @@ pub struct Pending {
 /// # Errors
 /// I/O errors (a full disk among them); the directory is then unchanged except for a
 /// removed temporary file, and the hidden files wait for the next attempt.
-pub fn absorb(
-    dir: &Path,
-    archive: &str,
-    kind: &FileKind,
-    pending: &[Pending],
-) -> io::Result<usize> {
+pub fn absorb(dir: &Dir, archive: &str, kind: &FileKind, pending: &[Pending]) -> io::Result<usize> {
     let Some(fold) = Fold::for_archive(kind) else {
         return Err(io::Error::other(format!(
             "{kind:?} files are not folded into archives"
         )));
     };
-    let archive_path = dir.join(archive);
     let mut sorted: Vec<&Pending> = pending.iter().collect();
     sorted.sort_by(|a, b| a.hidden.cmp(&b.hidden));
     // The archive first, then the dead files in name order: the order the merge reads.
     let mut sources: Vec<Source<'_>> = Vec::new();
-    if archive_path.exists() {
+    if dir.exists(archive) {
         sources.push(Source {
-            path: archive_path.clone(),
+            name: Some(archive),
             last: &[],
         });
     }
     sources.extend(sorted.iter().map(|p| Source {
-        path: dir.join(&p.hidden),
+        name: p.on_disk.then_some(p.hidden.as_str()),
         last: &p.last,
     }));
     // Counts only grow: of what the file holds and what was last read from it, the
@@ -130,18 +126,18 @@ pub fn absorb(
         kind,
         FileKind::Counter | FileKind::Histogram | FileKind::Summary
     );
-    let folded = fold_files(&sources, fold, monotonic)?;
+    let folded = fold_files(dir, &sources, fold, monotonic)?;
     let body = encode_archive(&folded, &sorted)?;
     replace_durably(dir, archive, &body)?;
-    for p in &sorted {
-        match fs::remove_file(dir.join(&p.hidden)) {
+    for p in sorted.iter().filter(|p| p.on_disk) {
+        match dir.remove(&p.hidden) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
         hook("hidden_removed");
     }
-    sync_dir(dir)?;
+    dir.sync()?;
     Ok(folded.order.len())
 }
 
@@ -151,20 +147,25 @@ struct Folded {
     accs: HashMap<Vec<u8>, Acc>,
 }
 
-/// A file to fold, with the values last read from it.
+/// A file to fold (none for a ghost), with the values last read from it.
 struct Source<'a> {
-    path: PathBuf,
+    name: Option<&'a str>,
     last: &'a [LastGoodEntry],
 }
 
 /// Folds the entries of `sources` (in that order) by key text with `fold`.
-fn fold_files(sources: &[Source<'_>], fold: Fold, monotonic: bool) -> io::Result<Folded> {
+fn fold_files(
+    dir: &Dir,
+    sources: &[Source<'_>],
+    fold: Fold,
+    monotonic: bool,
+) -> io::Result<Folded> {
     let mut out = Folded {
         order: Vec::new(),
         accs: HashMap::new(),
     };
     for src in sources {
-        let entries = file_entries(&src.path, src.last, monotonic)?;
+        let entries = file_entries(dir, src.name, src.last, monotonic)?;
         for (key, v, ts) in entries {
             if !out.accs.contains_key(&key) {
                 out.order.push(key.clone());
@@ -181,19 +182,21 @@ fn fold_files(sources: &[Source<'_>], fold: Fold, monotonic: bool) -> io::Result
 /// The entries of one source: what the file holds, completed by what was last read from
 /// it (entries the file lost), and for counts the larger of the two.
 fn file_entries(
-    src: &Path,
+    dir: &Dir,
+    src: Option<&str>,
     last: &[LastGoodEntry],
     monotonic: bool,
 ) -> io::Result<Vec<(Vec<u8>, f64, f64)>> {
     let mut out: Vec<(Vec<u8>, f64, f64)> = Vec::new();
     let mut at: HashMap<Vec<u8>, usize> = HashMap::new();
-    let snap = match read::read_file(src, crate::collect::DEFAULT_FILE_LIMIT) {
-        Ok(s) => Some(s),
-        Err(read::ReadError::Vanished) => None,
-        Err(e) => {
+    let read = src.map(|src| (src, read::read_file(dir, src, read::DEFAULT_FILE_LIMIT)));
+    let snap = match read {
+        None | Some((_, Err(read::ReadError::Vanished))) => None,
+        Some((_, Ok(s))) => Some(s),
+        Some((src, Err(e))) => {
             return Err(io::Error::other(format!(
                 "cannot read {}: {e}",
-                src.display()
+                crate::model::Escaped::path(&dir.join(src))
             )));
         }
     };
@@ -238,7 +241,8 @@ fn encode_archive(folded: &Folded, absorbed: &[&Pending]) -> io::Result<Vec<u8>>
         .map_err(|_| io::Error::new(io::ErrorKind::FileTooLarge, "archive beyond 2 GiB"))?;
     format::set_used(&mut body, used);
     body.extend_from_slice(RECORD_MAGIC);
-    for p in absorbed {
+    // A ghost leaves nothing on disk to recover after a crash: no line.
+    for p in absorbed.iter().filter(|p| p.on_disk) {
         body.extend_from_slice(record_line(&p.hidden, &p.id).as_bytes());
     }
     body.extend_from_slice(b"END\n");
@@ -246,25 +250,20 @@ fn encode_archive(folded: &Folded, absorbed: &[&Pending]) -> io::Result<Vec<u8>>
 }
 
 /// Writes `body` to a temporary file, syncs it and renames it over `dir/name`.
-fn replace_durably(dir: &Path, name: &str, body: &[u8]) -> io::Result<()> {
-    let temp = dir.join(format!("{TEMP_PREFIX}{name}"));
+fn replace_durably(dir: &Dir, name: &str, body: &[u8]) -> io::Result<()> {
+    let temp = format!("{TEMP_PREFIX}{name}");
     let written = (|| {
-        let mut f = fs::File::create(&temp)?;
+        let mut f = dir.create(&temp)?;
         f.write_all(body)?;
         hook("temp_written");
         f.sync_all()?;
         hook("temp_synced");
-        fs::rename(&temp, dir.join(name))
+        dir.rename(&temp, name)
     })();
     if let Err(e) = written {
-        let _ = fs::remove_file(&temp);
+        let _ = dir.remove(&temp);
         return Err(e);
     }
     hook("archive_renamed");
-    sync_dir(dir)
-}
-
-/// Makes renames and deletions in `dir` durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
+    dir.sync()
 }

@@ -16,19 +16,22 @@ mod preflight;
 
 pub use preflight::{Skip, SkipReason};
 
+use crate::dir::FileId;
+use crate::dir::{Dir, Held, Kind};
 use crate::liveness::{self, Evidence, Liveness, PidFile, Verdict};
 use crate::model::{FileKind, LastGood};
-use crate::read::FileId;
 use crate::scan::{self, DbFile};
 use crate::testpoint::crash as hook;
 use archive::{ABSORBING_PREFIX, ARCHIVE_PID, Pending, TEMP_PREFIX};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Name of the directory lock file.
 pub const DIR_LOCK: &str = ".multiproc-exporter.lock";
+/// The shim replaces this file (a new inode each time) under the directory lock after it
+/// wiped the directory: readers take it as a reset, forgetting what vanished files held.
+pub const WIPE_MARKER: &str = ".multiproc-exporter.wiped";
 
 /// Lifecycle settings.
 #[derive(Clone, Debug)]
@@ -60,6 +63,47 @@ pub struct Report {
     pub wiped: bool,
     /// Why compaction was skipped, if it was.
     pub skipped: Option<Skip>,
+    /// Files this tick took away from under their names (absorbed or deleted), by name
+    /// and identity: the reader forgets them instead of keeping their last good values.
+    pub retired: Vec<(String, FileId)>,
+    /// Ghosts (see [`Memory::ghosts`]) folded into archives in this tick.
+    pub ghosts_absorbed: Vec<(String, FileId)>,
+}
+
+/// The last good values of a file of counts that vanished without our compaction (DESIGN
+/// section 3: they keep contributing until compaction absorbs them or a wipe).
+#[derive(Clone, Debug)]
+pub struct Ghost {
+    /// The name the file had.
+    pub name: String,
+    /// What it held.
+    pub kind: FileKind,
+    /// Which file it was.
+    pub id: FileId,
+    /// Its last good values.
+    pub last: LastGood,
+}
+
+/// What the reader of the directory remembers that the files may no longer hold.
+pub trait Memory {
+    /// The last good values of the file `name` while it was the file `id` (empty if the
+    /// reader has none): absorbed with it, so a truncated file loses no counts.
+    fn last_good(&self, name: &str, id: &FileId) -> LastGood;
+    /// Files of counts that vanished without our compaction, to absorb.
+    fn ghosts(&self) -> Vec<Ghost>;
+}
+
+/// A lifecycle without a reader beside it (the `compact` command): nothing remembered.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoMemory;
+
+impl Memory for NoMemory {
+    fn last_good(&self, _: &str, _: &FileId) -> LastGood {
+        Vec::new()
+    }
+    fn ghosts(&self) -> Vec<Ghost> {
+        Vec::new()
+    }
 }
 
 /// A writer newly proven dead, and the evidence that proved it.
@@ -108,7 +152,7 @@ type Absorptions = BTreeMap<String, Queue>;
 /// The lifecycle state of one directory.
 #[derive(Debug)]
 pub struct Lifecycle {
-    dir: PathBuf,
+    dir: Held,
     settings: Settings,
     liveness: Liveness,
     dead: BTreeSet<String>,
@@ -118,7 +162,7 @@ impl Lifecycle {
     /// A lifecycle for `dir`.
     pub fn new(dir: impl Into<PathBuf>, settings: Settings) -> Lifecycle {
         Lifecycle {
-            dir: dir.into(),
+            dir: Held::new(dir),
             liveness: Liveness::new(settings.liveness),
             settings,
             dead: BTreeSet::new(),
@@ -142,86 +186,78 @@ impl Lifecycle {
     /// When the directory cannot be listed or a compaction step fails; what was done
     /// before the failure is consistent.
     pub fn tick(&mut self, at_start: bool) -> io::Result<Report> {
-        self.tick_with(at_start, &|_, _| Vec::new())
+        self.tick_with(at_start, &NoMemory)
     }
 
-    /// [`Lifecycle::tick`], with the last good values a reader holds for each file
-    /// (`last_good` of a file name), absorbed with the files.
+    /// [`Lifecycle::tick`], with what a reader remembers: the last good values of each
+    /// file are absorbed with it, and the reader's ghosts are absorbed too.
     ///
     /// # Errors
     /// As [`Lifecycle::tick`].
-    pub fn tick_with(
-        &mut self,
-        at_start: bool,
-        last_good: &dyn Fn(&str, &FileId) -> LastGood,
-    ) -> io::Result<Report> {
+    pub fn tick_with(&mut self, at_start: bool, memory: &dyn Memory) -> io::Result<Report> {
         let mut report = Report::default();
         // Never act through a symbolic link: it could name another directory.
-        if scan::check_dir(&self.dir).is_err() {
+        let Ok((dir, _)) = self.dir.get() else {
             return Ok(report);
-        }
-        let modify = self.settings.compaction && self.settings.liveness != liveness::Mode::None;
-        let _lock = if modify {
-            Some(lock_dir(&self.dir)?)
-        } else {
-            None
         };
+        let modify = self.settings.compaction && self.settings.liveness != liveness::Mode::None;
+        let _lock = if modify { Some(lock_dir(&dir)?) } else { None };
         let mut pending = Absorptions::new();
         if modify {
-            report.removed += recover(&self.dir, &mut pending)?;
+            report.removed += recover(&dir, &mut pending)?;
         }
-        let writers = self.judge(&mut report)?;
+        let writers = self.judge(&dir, &mut report)?;
         if !modify {
             return Ok(report);
         }
         if at_start && !writers.is_empty() && report.dead == writers.len() && pending.is_empty() {
-            report.removed += wipe(&self.dir)?;
+            report.retired = wipe(&dir)?;
+            report.removed += report.retired.len();
             report.wiped = true;
             self.dead.clear();
             return Ok(report);
         }
-        if self.dead.is_empty() && pending.is_empty() {
+        let ghosts = memory.ghosts();
+        if self.dead.is_empty() && pending.is_empty() && ghosts.is_empty() {
             return Ok(report);
         }
-        if let Some(skip) = preflight::preflight(
-            &self.dir,
-            &writers,
-            &self.dead,
-            self.settings.min_free_bytes,
-        ) {
+        if let Some(skip) =
+            preflight::preflight(&dir, &writers, &self.dead, self.settings.min_free_bytes)
+        {
             report.skipped = Some(skip);
             return Ok(report);
         }
         let dead: Vec<String> = self.dead.iter().cloned().collect();
         for pid in &dead {
-            if !self.retire(pid, &writers[pid], &mut pending, &mut report, last_good)? {
+            if !self.retire(&dir, pid, &writers[pid], &mut pending, &mut report, memory)? {
                 // Proven alive on the second look: a new process took the pid over.
                 report.dead -= 1;
                 report.alive += 1;
             }
         }
         report.proven.retain(|d| self.dead.contains(&d.pid));
-        archive::sync_dir(&self.dir)?;
-        if !absorb_all(&self.dir, &pending, &mut report) {
+        queue_ghosts(ghosts, &mut pending);
+        dir.sync()?;
+        if !absorb_all(&dir, &pending, &mut report) {
             return Ok(report);
         }
-        report.removed += remove_released_locks(&self.dir, &self.dead)?;
+        report.removed += remove_released_locks(&dir, &self.dead)?;
         Ok(report)
     }
 
     /// Judges every writer pid of the directory; fills the counts of `report` and the
     /// set of dead pids.
-    fn judge(&mut self, report: &mut Report) -> io::Result<BTreeMap<String, Writer>> {
-        let listing = scan::scan(&self.dir).map_err(io::Error::other)?;
-        let writers = group_by_pid(&self.dir, &listing.files);
+    fn judge(&mut self, dir: &Dir, report: &mut Report) -> io::Result<BTreeMap<String, Writer>> {
+        let listing = scan::scan(dir).map_err(io::Error::other)?;
+        let writers = group_by_pid(dir, &listing.files);
         let pairs: Vec<(&str, &[PidFile])> = writers
             .iter()
             .map(|(pid, w)| (pid.as_str(), w.ids.as_slice()))
             .collect();
-        self.liveness.prove_namespace(&self.dir, &pairs);
+        self.liveness.prove_namespace(dir, &pairs);
         let before = std::mem::take(&mut self.dead);
         for (pid, w) in &writers {
-            match self.liveness.judge(&self.dir, pid, &w.ids) {
+            match self.liveness.judge(dir, pid, &w.ids) {
                 Verdict::Alive => report.alive += 1,
                 Verdict::Unknown => report.unknown += 1,
                 Verdict::Dead(evidence) => {
@@ -244,26 +280,27 @@ impl Lifecycle {
     /// them in `pending`. Returns whether the pid is still dead.
     fn retire(
         &mut self,
+        dir: &Dir,
         pid: &str,
         writer: &Writer,
         pending: &mut Absorptions,
         report: &mut Report,
-        last_good: &dyn Fn(&str, &FileId) -> LastGood,
+        memory: &dyn Memory,
     ) -> io::Result<bool> {
         let mut hidden_here = Vec::new();
         for (db, pf) in writer.files.iter().zip(&writer.ids) {
-            let path = self.dir.join(&db.name);
             if matches!(&db.kind, FileKind::Gauge(m) if m.is_live()) {
-                remove_if_present(&path)?;
+                remove_if_present(dir, &pf.name)?;
                 report.removed += 1;
+                report.retired.push((pf.name.clone(), pf.id));
                 hook("live_removed");
                 continue;
             }
             let Some(archive) = archive::archive_name(&db.kind) else {
                 continue;
             };
-            let hidden = format!("{ABSORBING_PREFIX}{}", db.name);
-            match fs::rename(&path, self.dir.join(&hidden)) {
+            let hidden = format!("{ABSORBING_PREFIX}{}", pf.name);
+            match dir.rename(&pf.name, &hidden) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
@@ -272,11 +309,12 @@ impl Lifecycle {
             hidden_here.push(Hidden {
                 archive,
                 kind: db.kind.clone(),
-                name: db.name.clone(),
+                name: pf.name.clone(),
                 pending: Pending {
                     hidden,
+                    on_disk: true,
                     id: pf.id,
-                    last: last_good(&db.name, &pf.id),
+                    last: memory.last_good(&pf.name, &pf.id),
                 },
             });
         }
@@ -289,10 +327,10 @@ impl Lifecycle {
                 id: h.pending.id,
             })
             .collect();
-        if self.liveness.judge(&self.dir, pid, &hidden_files) == Verdict::Alive {
+        if self.liveness.judge(dir, pid, &hidden_files) == Verdict::Alive {
             for h in &hidden_here {
-                if !self.dir.join(&h.name).exists() {
-                    fs::rename(self.dir.join(&h.pending.hidden), self.dir.join(&h.name))?;
+                if !dir.exists(&h.name) {
+                    dir.rename(&h.pending.hidden, &h.name)?;
                 }
             }
             self.dead.remove(pid);
@@ -312,84 +350,105 @@ impl Lifecycle {
 /// Absorbs every queued hidden file into its archive. On a failure, puts every file not
 /// yet absorbed back under its name (so every reader counts it again; the next round
 /// retries), records why in `report`, and returns `false`.
-fn absorb_all(dir: &Path, pending: &Absorptions, report: &mut Report) -> bool {
+fn absorb_all(dir: &Dir, pending: &Absorptions, report: &mut Report) -> bool {
     for (done, (archive, queue)) in pending.iter().enumerate() {
         let files = &queue.files;
         if let Err(err) = archive::absorb(dir, archive, &queue.kind, files) {
             for (_, rest) in pending.iter().skip(done) {
-                for p in &rest.files {
+                for p in rest.files.iter().filter(|p| p.on_disk) {
                     let original = &p.hidden[ABSORBING_PREFIX.len()..];
-                    if !dir.join(original).exists() {
-                        let _ = fs::rename(dir.join(&p.hidden), dir.join(original));
+                    if !dir.exists(original) {
+                        let _ = dir.rename(&p.hidden, original);
                     }
                 }
             }
-            let _ = archive::sync_dir(dir);
+            let _ = dir.sync();
             report.skipped = Some(Skip::new(
                 SkipReason::Error,
                 format!("cannot write {archive}: {err}"),
             ));
             return false;
         }
-        report.absorbed += files.len();
-        report.removed += files.len();
+        for p in files {
+            if p.on_disk {
+                let original = &p.hidden[ABSORBING_PREFIX.len()..];
+                report.retired.push((original.to_owned(), p.id));
+                report.absorbed += 1;
+                report.removed += 1;
+            } else {
+                report.ghosts_absorbed.push((p.hidden.clone(), p.id));
+            }
+        }
     }
     true
 }
 
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
+/// Queues the reader's ghosts for their archives (kinds that are not folded stay with
+/// the reader).
+fn queue_ghosts(ghosts: Vec<Ghost>, pending: &mut Absorptions) {
+    for g in ghosts {
+        let Some(archive) = archive::archive_name(&g.kind) else {
+            continue;
+        };
+        pending
+            .entry(archive)
+            .or_insert_with(|| Queue::new(g.kind.clone()))
+            .files
+            .push(Pending {
+                hidden: g.name,
+                on_disk: false,
+                id: g.id,
+                last: g.last,
+            });
+    }
+}
+
+fn remove_if_present(dir: &Dir, name: &str) -> io::Result<()> {
+    match dir.remove(name) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
 }
 
-/// Files of each writer pid (archives excluded), with identities for liveness.
-fn group_by_pid(dir: &Path, files: &[DbFile]) -> BTreeMap<String, Writer> {
+/// Files of each writer pid (archives excluded), with identities for liveness. A name
+/// that is not UTF-8 is read but never judged: no writer we could prove dead spells its
+/// pid that way.
+fn group_by_pid(dir: &Dir, files: &[DbFile]) -> BTreeMap<String, Writer> {
     let mut by_pid: BTreeMap<String, Writer> = BTreeMap::new();
     for f in files {
+        let Some(name) = f.name.to_str() else {
+            continue;
+        };
         if f.pid == ARCHIVE_PID {
             continue;
         }
-        let Ok(meta) = fs::symlink_metadata(dir.join(&f.name)) else {
+        let Ok(st) = dir.stat(&f.name) else {
             continue;
         };
         let entry = by_pid.entry(f.pid.clone()).or_default();
         entry.files.push(f.clone());
         entry.ids.push(PidFile {
-            name: f.name.clone(),
-            id: FileId::of(&meta),
+            name: name.to_owned(),
+            id: st.id,
         });
     }
     by_pid
 }
 
 /// Takes the directory lock, waiting for the shim if it holds it.
-fn lock_dir(dir: &Path) -> io::Result<fs::File> {
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(dir.join(DIR_LOCK))?;
+fn lock_dir(dir: &Dir) -> io::Result<std::fs::File> {
+    let f = dir.open_rw(DIR_LOCK)?;
     f.lock()?;
     Ok(f)
 }
 
 /// Finishes what a crashed tick left: temporary archives are deleted; hidden files are
 /// deleted if their archive records them, otherwise queued for absorption.
-fn recover(dir: &Path, pending: &mut Absorptions) -> io::Result<usize> {
+fn recover(dir: &Dir, pending: &mut Absorptions) -> io::Result<usize> {
     let mut removed = 0;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        if !entry.file_type()?.is_file() {
-            continue;
-        }
+    for (name, st) in regular_files(dir)? {
         if name.starts_with(TEMP_PREFIX) {
-            remove_if_present(&entry.path())?;
+            remove_if_present(dir, &name)?;
             removed += 1;
             continue;
         }
@@ -402,9 +461,9 @@ fn recover(dir: &Path, pending: &mut Absorptions) -> io::Result<usize> {
         let Some(archive) = archive::archive_name(&db.kind) else {
             continue;
         };
-        let id = FileId::of(&entry.metadata()?);
-        if archive::has_absorbed(&dir.join(&archive), &name, &id) {
-            remove_if_present(&entry.path())?;
+        let id = st.id;
+        if archive::has_absorbed(dir, &archive, &name, &id) {
+            remove_if_present(dir, &name)?;
             removed += 1;
         } else {
             pending
@@ -413,6 +472,7 @@ fn recover(dir: &Path, pending: &mut Absorptions) -> io::Result<usize> {
                 .files
                 .push(Pending {
                     hidden: name,
+                    on_disk: true,
                     id,
                     last: Vec::new(),
                 });
@@ -460,37 +520,47 @@ pub fn deletable(name: &str) -> Deletable {
     }
 }
 
-/// Deletes everything of a stale directory that is ours to delete (see [`deletable`]).
-/// Never recurses, never follows a symlink (only regular files are removed).
-fn wipe(dir: &Path) -> io::Result<usize> {
-    let mut removed = 0;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        if !entry.file_type()?.is_file() {
-            continue;
-        }
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
+/// Deletes everything of a stale directory that is ours to delete (see [`deletable`]);
+/// returns what it deleted. Never recurses, never follows a symlink (only regular files
+/// are removed).
+fn wipe(dir: &Dir) -> io::Result<Vec<(String, FileId)>> {
+    let mut removed = Vec::new();
+    for (name, st) in regular_files(dir)? {
         let ours = match deletable(&name) {
             Deletable::No => false,
             Deletable::Yes => true,
             Deletable::IfLockReleased => {
-                liveness::probe_lock_at(&entry.path()) == liveness::LockState::Released
+                liveness::probe_lock_at(dir, &name) == liveness::LockState::Released
             }
         };
         if ours {
-            remove_if_present(&entry.path())?;
-            removed += 1;
+            remove_if_present(dir, &name)?;
+            removed.push((name, st.id));
             hook("wiped_one");
         }
     }
-    archive::sync_dir(dir)?;
+    dir.sync()?;
     Ok(removed)
 }
 
+/// The regular files of `dir` with UTF-8 names (no name of ours is anything else), as
+/// `statx` sees them now.
+fn regular_files(dir: &Dir) -> io::Result<Vec<(String, crate::dir::Stat)>> {
+    let mut out = Vec::new();
+    for entry in dir.entries()? {
+        let Ok(name) = entry.name.into_string() else {
+            continue;
+        };
+        match dir.stat(&name) {
+            Ok(st) if st.kind == Kind::File => out.push((name, st)),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Removes the lock files of dead pids that have no file left in the directory.
-fn remove_released_locks(dir: &Path, dead: &BTreeSet<String>) -> io::Result<usize> {
+fn remove_released_locks(dir: &Dir, dead: &BTreeSet<String>) -> io::Result<usize> {
     let listing = scan::scan(dir).map_err(io::Error::other)?;
     let with_files: BTreeSet<&str> = listing.files.iter().map(|f| f.pid.as_str()).collect();
     let mut removed = 0;
@@ -498,21 +568,21 @@ fn remove_released_locks(dir: &Path, dead: &BTreeSet<String>) -> io::Result<usiz
         if with_files.contains(pid.as_str()) {
             continue;
         }
-        let path = liveness::lock_path(dir, pid);
+        let name = liveness::lock_name(pid);
         // Hold the lock while deleting, and delete only the inode we hold: a new worker
         // with this pid renames a fresh, held lock file into place.
-        let Ok(f) = liveness::open_nofollow(&path) else {
+        let Ok(f) = dir.open_read(&name) else {
             continue;
         };
         if f.try_lock().is_err() {
             continue;
         }
-        let same = match (f.metadata(), fs::symlink_metadata(&path)) {
-            (Ok(a), Ok(b)) => FileId::of(&a) == FileId::of(&b),
+        let same = match (crate::dir::stat_file(&f), dir.stat(&name)) {
+            (Ok(a), Ok(b)) => a.id == b.id,
             _ => false,
         };
         if same {
-            remove_if_present(&path)?;
+            remove_if_present(dir, &name)?;
             removed += 1;
         }
     }
@@ -522,6 +592,7 @@ fn remove_released_locks(dir: &Path, dead: &BTreeSet<String>) -> io::Result<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn deletable_follows_the_grammar_of_the_scan() {
@@ -565,7 +636,7 @@ mod tests {
         ] {
             fs::write(d.join(name), b"x").unwrap();
         }
-        assert_eq!(wipe(d).unwrap(), 3);
+        assert_eq!(wipe(&Dir::open(d).unwrap()).unwrap().len(), 3);
         let mut left: Vec<String> = fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

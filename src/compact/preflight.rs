@@ -4,9 +4,8 @@
 //! writes an archive that could fill it; it is skipped and reported instead.
 
 use super::Writer;
+use crate::dir::Dir;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-use std::path::Path;
 
 /// Why a lifecycle round could not compact: the `reason` of
 /// `multiproc_exporter_compaction_skipped_total`.
@@ -59,41 +58,37 @@ impl Skip {
 
 /// Checks write permission and free space; returns why not, if compaction cannot run.
 pub(super) fn preflight(
-    dir: &Path,
+    dir: &Dir,
     by_pid: &BTreeMap<String, Writer>,
     dead: &BTreeSet<String>,
     min_free: u64,
 ) -> Option<Skip> {
-    if nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
+    let shown = crate::model::Escaped::path(dir.path());
+    if !dir.writable() {
         return Some(Skip::new(
             SkipReason::NoWritePermission,
-            format!("cannot write to {}", dir.display()),
+            format!("cannot write to {shown}"),
         ));
     }
     // A new archive is at most the old one plus the absorbed files' used bytes.
     let mut need: u64 = 0;
     for pid in dead {
         for f in &by_pid[pid].files {
-            need += fs::metadata(dir.join(&f.name)).map_or(0, |m| m.len().min(1 << 31));
+            need += dir.stat(&f.name).map_or(0, |s| s.size.min(1 << 31));
         }
     }
-    for f in fs::read_dir(dir).ok()?.flatten() {
-        if f.file_name()
-            .to_str()
-            .is_some_and(|n| n.ends_with("_archive.db"))
-        {
-            need += f.metadata().map_or(0, |m| m.len());
+    for f in dir.entries().ok()? {
+        if f.name.as_encoded_bytes().ends_with(b"_archive.db") {
+            need += dir.stat(&f.name).map_or(0, |s| s.size);
         }
     }
-    match nix::sys::statvfs::statvfs(dir) {
-        Ok(st) => {
-            let free = st.blocks_available() * st.fragment_size();
+    match dir.free_bytes() {
+        Ok(free) => {
             if free < need + min_free {
                 return Some(Skip::new(
                     SkipReason::NoSpace,
                     format!(
-                        "{} has {free} bytes free; compaction needs {need} plus a reserve of {min_free}",
-                        dir.display()
+                        "{shown} has {free} bytes free; compaction needs {need} plus a reserve of {min_free}"
                     ),
                 ));
             }
@@ -101,7 +96,7 @@ pub(super) fn preflight(
         }
         Err(e) => Some(Skip::new(
             SkipReason::NoSpace,
-            format!("cannot read free space of {}: {e}", dir.display()),
+            format!("cannot read free space of {shown}: {e}"),
         )),
     }
 }

@@ -35,7 +35,7 @@ impl ServeConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-            file_limit: crate::collect::DEFAULT_FILE_LIMIT,
+            file_limit: crate::read::DEFAULT_FILE_LIMIT,
             dir_poll: DEFAULT_LIFECYCLE_INTERVAL,
             lifecycle: lifecycle_settings(
                 DEFAULT_LIVENESS,
@@ -120,7 +120,7 @@ impl ServeArgs {
             max_connections: self.max_connections,
             header_timeout: self.header_timeout.into(),
             shutdown_timeout: self.shutdown_timeout.into(),
-            file_limit: crate::collect::DEFAULT_FILE_LIMIT,
+            file_limit: crate::read::DEFAULT_FILE_LIMIT,
             dir_poll: self.lifecycle_interval.into(),
             lifecycle: lifecycle_settings(
                 self.liveness,

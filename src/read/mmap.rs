@@ -30,11 +30,11 @@
 //! action). A file whose mapping cannot be registered (the table is full) is read with
 //! `pread` instead, value by value.
 
-use super::{FileId, ReadError, open, read_at_most, read_header};
+use super::{ReadError, open, read_at_most, read_header};
+use crate::dir::{Dir, FileId};
 use crate::format::HEADER_LEN;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// An open file and its current mapping.
@@ -76,12 +76,12 @@ pub struct View<'a> {
 }
 
 impl MappedFile {
-    /// Opens `path` (no symlinks, regular files only); maps nothing yet.
+    /// Opens `name` of `dir` (no symlinks, regular files only); maps nothing yet.
     ///
     /// # Errors
     /// As [`super::read_file`].
-    pub fn open(path: &Path) -> Result<MappedFile, ReadError> {
-        let file = open(path)?;
+    pub fn open(dir: &Dir, name: impl AsRef<std::ffi::OsStr>) -> Result<MappedFile, ReadError> {
+        let file = open(dir, name.as_ref())?;
         let meta = file.metadata().map_err(ReadError::Io)?;
         if !meta.file_type().is_file() {
             return Err(ReadError::NotRegular);
@@ -493,7 +493,7 @@ mod tests {
         let path = dir.path().join("counter_1.db");
         let mut w = DbWriter::open(&path).unwrap();
         w.set("[\"a\", \"a_total\", {}, \"\"]", 1.5, 0.0).unwrap();
-        let mut m = MappedFile::open(&path).unwrap();
+        let mut m = MappedFile::open(&Dir::open(dir.path()).unwrap(), "counter_1.db").unwrap();
         let v = m.refresh(u64::MAX, true).unwrap();
         let used = HEADER_LEN + crate::format::entry_len(25, 16);
         assert_eq!(v.used, Some(used as i32));
@@ -559,7 +559,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("counter_1.db");
         std::fs::write(&path, b"abc").unwrap();
-        let mut m = MappedFile::open(&path).unwrap();
+        let mut m = MappedFile::open(&Dir::open(dir.path()).unwrap(), "counter_1.db").unwrap();
         let v = m.refresh(u64::MAX, true).unwrap();
         assert_eq!((v.len, v.used), (3, None));
         assert_eq!(v.value_at(0), None);

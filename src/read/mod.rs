@@ -10,17 +10,21 @@
 //!
 //! Bad input: everything is reported as a [`ReadError`] for this file alone.
 
+use crate::dir::{Dir, FileId};
 use crate::format::{self, HEADER_LEN};
 use crate::model::{FileProblem, Reason};
-use std::fs::{File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
-use std::time::SystemTime;
+use std::os::unix::fs::FileExt;
 use thiserror::Error;
 
 #[allow(unsafe_code)]
 pub mod mmap;
+
+/// Default bound on the bytes read from one file (prometheus_client's own limit is
+/// 2 GiB, the range of `used`); protects memory from a hostile or broken file.
+pub const DEFAULT_FILE_LIMIT: u64 = 1 << 30;
 
 /// Reading one file failed; nothing of it can be used.
 #[derive(Debug, Error)]
@@ -57,29 +61,6 @@ impl From<ReadError> for FileProblem {
     }
 }
 
-/// The identity of a file's content: device, inode and birth time. An inode number
-/// alone can be reused by a new file after the old one is deleted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FileId {
-    /// Device number.
-    pub dev: u64,
-    /// Inode number.
-    pub ino: u64,
-    /// Birth time, where the filesystem records one.
-    pub born: Option<SystemTime>,
-}
-
-impl FileId {
-    /// The identity of the file `meta` describes.
-    pub fn of(meta: &std::fs::Metadata) -> FileId {
-        FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            born: meta.created().ok(),
-        }
-    }
-}
-
 /// What one read of a file saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
@@ -93,22 +74,18 @@ pub struct Snapshot {
     pub id: FileId,
 }
 
-/// Reads the used part of the file at `path`, at most `limit` bytes.
+/// Reads the used part of the file `name` of `dir`, at most `limit` bytes.
 ///
 /// # Errors
 /// When the file cannot be opened or read at all; a short or odd file is not an error
 /// here (the parse stage judges the bytes).
-pub fn read_file(path: &Path, limit: u64) -> Result<Snapshot, ReadError> {
-    let file = open(path)?;
+pub fn read_file(dir: &Dir, name: impl AsRef<OsStr>, limit: u64) -> Result<Snapshot, ReadError> {
+    let file = open(dir, name.as_ref())?;
     read_open(&file, limit)
 }
 
-pub(crate) fn open(path: &Path) -> Result<File, ReadError> {
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path);
-    match opened {
+pub(crate) fn open(dir: &Dir, name: &OsStr) -> Result<File, ReadError> {
+    match dir.open_read(name) {
         Ok(file) => Ok(file),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ReadError::Vanished),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(ReadError::Symlink),
@@ -221,6 +198,11 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    fn read_path(path: &std::path::Path, limit: u64) -> Result<Snapshot, ReadError> {
+        let dir = Dir::open(path.parent().unwrap()).unwrap();
+        read_file(&dir, path.file_name().unwrap(), limit)
+    }
+
     #[test]
     fn reads_only_up_to_used() {
         let dir = tempfile::tempdir().unwrap();
@@ -230,7 +212,7 @@ mod tests {
         content[8..16].copy_from_slice(b"ABCDEFGH");
         content[16..24].copy_from_slice(b"IJKLMNOP");
         File::create(&path).unwrap().write_all(&content).unwrap();
-        let snap = read_file(&path, u64::MAX).unwrap();
+        let snap = read_path(&path, u64::MAX).unwrap();
         assert_eq!(snap.bytes.len(), 16);
         assert_eq!(snap.used, Some(16));
         assert_eq!(snap.size, 4096);
@@ -243,7 +225,7 @@ mod tests {
         let mut content = vec![0u8; 24];
         content[..4].copy_from_slice(&1000i32.to_ne_bytes());
         File::create(&path).unwrap().write_all(&content).unwrap();
-        let snap = read_file(&path, u64::MAX).unwrap();
+        let snap = read_path(&path, u64::MAX).unwrap();
         assert_eq!(snap.bytes.len(), 24);
         assert_eq!(snap.used, Some(1000));
     }
@@ -255,7 +237,7 @@ mod tests {
         File::create(&target).unwrap();
         let link = dir.path().join("counter_1.db");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(matches!(read_file(&link, 1 << 20), Err(ReadError::Symlink)));
+        assert!(matches!(read_path(&link, 1 << 20), Err(ReadError::Symlink)));
         let fifo = dir.path().join("counter_2.db");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
@@ -263,11 +245,11 @@ mod tests {
             .unwrap();
         assert!(made.success());
         assert!(matches!(
-            read_file(&fifo, 1 << 20),
+            read_path(&fifo, 1 << 20),
             Err(ReadError::NotRegular)
         ));
         assert!(matches!(
-            read_file(&dir.path().join("gone.db"), 1),
+            read_path(&dir.path().join("gone.db"), 1),
             Err(ReadError::Vanished)
         ));
     }
@@ -277,7 +259,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("counter_1.db");
         File::create(&path).unwrap();
-        let snap = read_file(&path, 1 << 20).unwrap();
+        let snap = read_path(&path, 1 << 20).unwrap();
         assert_eq!((snap.bytes.len(), snap.used), (0, None));
     }
 }

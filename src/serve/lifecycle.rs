@@ -22,12 +22,15 @@ pub(super) async fn run_tick(app: &Arc<App>, at_start: bool) -> &'static str {
             collector,
             lifecycle,
         } = &mut *p;
-        // Dead writers' files are absorbed with what the collector last read from them.
-        let last_good = |name: &str, id: &crate::read::FileId| collector.last_good(name, id);
-        let tick = std::panic::AssertUnwindSafe(|| lifecycle.tick_with(at_start, &last_good));
+        // Dead writers' files are absorbed with what the collector last read from them,
+        // and its ghosts with them; then the collector forgets what was absorbed.
+        let tick = std::panic::AssertUnwindSafe(|| lifecycle.tick_with(at_start, &*collector));
         let report = std::panic::catch_unwind(tick)
             .map_err(|payload| format!("panic: {}", payload_message(payload)))
             .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Ok(report) = &report {
+            collector.settle(report);
+        }
         (report, lifecycle.evidence())
     })
     .await;
@@ -87,7 +90,7 @@ pub(super) async fn run(app: Arc<App>, mut started: bool) {
     let mut said: Option<String> = None;
     let mut logged_mode = false;
     loop {
-        let is_dir = crate::scan::check_dir(&app.config.dir).is_ok();
+        let is_dir = crate::dir::Dir::open(&app.config.dir).is_ok();
         if watcher.is_none() && is_dir {
             watcher = crate::watch::watch(&app.config.dir, wake.clone())
                 .map_err(|e| tracing::debug!(error = %e, "no directory watch; the timer alone drives the lifecycle"))

@@ -81,7 +81,7 @@ pub async fn run(
         config: config.clone(),
     });
     // Finish a crashed compaction and clean a stale directory before the first scrape.
-    let started = crate::scan::check_dir(&config.dir).is_ok();
+    let started = crate::dir::Dir::open(&config.dir).is_ok();
     if started {
         lifecycle::run_tick(&app, true).await;
     }

@@ -30,6 +30,9 @@ mod serve;
 /// Faults caused by other processes while the sidecar serves.
 mod faults;
 
+// Counter files deleted by someone else: ghosts, absorbed or wiped.
+mod ghosts;
+
 /// Concurrent scrapes under churn and hostile clients.
 mod load;
 

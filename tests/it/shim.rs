@@ -98,6 +98,8 @@ fn test_issue_8_shim_and_sidecar_share_the_protocol() {
         ".mpe-absorbing.counter_1.db",
         ".mpe-other.counter_1.db",
         ".multiproc-exporter.lock",
+        ".multiproc-exporter.wiped",
+        ".multiproc-exporter.wiped.tmp.7",
         ".multiproc-exporter-7.lock",
         ".multiproc-exporter-w1.lock",
         ".multiproc-exporter-.lock",
@@ -113,6 +115,7 @@ import json, sys
 import multiproc_exporter as m
 print(json.dumps({
     "DIR_LOCK": m.DIR_LOCK,
+    "WIPE_MARKER": m.WIPE_MARKER,
     "LOCK_PREFIX": m.LOCK_PREFIX,
     "LOCK_SUFFIX": m.LOCK_SUFFIX,
     "LOCK_TMP_INFIX": m.LOCK_TMP_INFIX,
@@ -152,6 +155,7 @@ print(json.dumps({
         .collect();
     let sidecar = serde_json::json!({
         "DIR_LOCK": compact::DIR_LOCK,
+        "WIPE_MARKER": compact::WIPE_MARKER,
         "LOCK_PREFIX": liveness::LOCK_PREFIX,
         "LOCK_SUFFIX": liveness::LOCK_SUFFIX,
         "LOCK_TMP_INFIX": liveness::LOCK_TMP_INFIX,
@@ -161,6 +165,7 @@ print(json.dumps({
     });
     for key in [
         "DIR_LOCK",
+        "WIPE_MARKER",
         "LOCK_PREFIX",
         "LOCK_SUFFIX",
         "LOCK_TMP_INFIX",

@@ -29,6 +29,9 @@ __all__ = ["DIR_ENV", "directory", "prepare_directory", "hold_worker_lock", "mar
 DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LEGACY_DIR_ENV = "prometheus_multiproc_dir"
 DIR_LOCK = ".multiproc-exporter.lock"
+# Replaced (a new inode each time) under the directory lock after every wipe: the sidecar
+# takes it as a reset and forgets the last values of the files that vanished.
+WIPE_MARKER = ".multiproc-exporter.wiped"
 LOCK_PREFIX = ".multiproc-exporter-"
 LOCK_SUFFIX = ".lock"
 # A lock file is created as f"{final}{LOCK_TMP_INFIX}{creator pid}", then renamed.
@@ -167,7 +170,22 @@ def prepare_directory(path=None, wipe=True):
                         removed += 1
                     except FileNotFoundError:
                         pass
+            _replace_wipe_marker(path)
     return path, removed
+
+
+def _replace_wipe_marker(path):
+    """Says "this was a wipe" to the sidecar: without it, counter files that vanish are
+    taken for files deleted by accident, and their last values are kept."""
+    marker = os.path.join(path, WIPE_MARKER)
+    tmp = f"{marker}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644)
+    try:
+        os.write(fd, f"{time.time():.6f} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, marker)
 
 
 def _pid_namespace():

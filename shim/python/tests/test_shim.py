@@ -47,11 +47,23 @@ def test_prepare_directory_wipes_only_what_is_ours(mpdir, tmp_path):
     assert os.environ[shim.DIR_ENV] == str(mpdir)
     assert removed == 6
     left = sorted(os.listdir(mpdir))
-    assert left == [".multiproc-exporter-8.lock", ".multiproc-exporter.lock", "counter_9.db",
-                    "notes.txt", "other.db", "sub"]
+    assert left == [".multiproc-exporter-8.lock", ".multiproc-exporter.lock",
+                    ".multiproc-exporter.wiped", "counter_9.db", "notes.txt", "other.db", "sub"]
     assert (mpdir / "sub" / "counter_5.db").exists()
     assert outside.read_text() == "keep"
     os.close(held)
+
+
+def test_issue_9_every_wipe_replaces_the_wipe_marker(mpdir):
+    # The sidecar keeps the last values of counter files that vanish (someone deleted
+    # them) until a wipe; a new inode of the marker is how it tells a wipe from that.
+    shim.prepare_directory()
+    first = os.stat(mpdir / shim.WIPE_MARKER).st_ino
+    shim.prepare_directory()
+    assert os.stat(mpdir / shim.WIPE_MARKER).st_ino != first
+    assert not [n for n in os.listdir(mpdir) if ".tmp." in n]
+    shim.prepare_directory(wipe=False)
+    assert shim._deletable(shim.WIPE_MARKER) == "no"
 
 
 def test_issue_8_wipe_applies_the_sidecars_file_name_grammar(mpdir):
@@ -69,7 +81,8 @@ def test_issue_8_wipe_applies_the_sidecars_file_name_grammar(mpdir):
     _, removed = shim.prepare_directory()
     assert removed == 4
     assert sorted(os.listdir(mpdir)) == [".multiproc-exporter-4.lock.tmp.4",
-                                         ".multiproc-exporter.lock", "gauge_1.db",
+                                         ".multiproc-exporter.lock",
+                                         ".multiproc-exporter.wiped", "gauge_1.db",
                                          "info_1.db"]
     os.close(held)
 
