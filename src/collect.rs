@@ -54,6 +54,9 @@ struct Tracked {
     values: Vec<(f64, f64)>,
     /// Changes when the index starts over; keys cached merge plans.
     generation: u64,
+    /// The file was seen shorter than what was indexed: when it grows back, someone
+    /// rewrote it, and the old offsets mean nothing.
+    shrunk: bool,
 }
 
 /// Source of generation numbers; only uniqueness matters.
@@ -394,6 +397,7 @@ fn track<'a>(
                     index: FileIndex::new(),
                     values: Vec::new(),
                     generation: next_generation(),
+                    shrunk: false,
                 };
                 files.insert(file.name.clone(), tracked);
             }
@@ -433,6 +437,8 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -
         mapped,
         index,
         values,
+        generation,
+        shrunk,
         ..
     } = tracked;
     let Some(mapped) = mapped.as_mut() else {
@@ -446,7 +452,8 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -
             return out;
         }
     };
-    if view.size == 0 && is_young(view.changed) {
+    // Young only if nothing was ever read from it: a truncation also changes the time.
+    if view.size == 0 && index.entries.is_empty() && is_young(view.changed) {
         out.young = true;
         return out;
     }
@@ -454,6 +461,7 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -
         // prometheus_client never shrinks a file, and a replaced file has a new identity:
         // someone truncated this one. Its last good values stay (a counter must not
         // drop) until it grows back or vanishes.
+        *shrunk = true;
         out.problems.push(FileProblem::new(
             Reason::Shrunk,
             format!(
@@ -463,6 +471,27 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -
             ),
         ));
         return out;
+    }
+    if *shrunk {
+        // Grown back: a truncation undone keeps the index; other content (rewritten in
+        // place by someone else) is framed afresh, with values from what it holds now.
+        let bytes = match view.copy_out(HEADER_LEN, view.len) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                out.problems.push(err.into());
+                return out;
+            }
+        };
+        match index.agrees_with(&bytes, keys) {
+            None => return out,
+            Some(true) => {}
+            Some(false) => {
+                *index = FileIndex::new();
+                values.clear();
+                *generation = next_generation();
+            }
+        }
+        *shrunk = false;
     }
     // Only the header and the part not indexed yet are copied out and parsed; the rest
     // of the buffer stays untouched zero pages.
@@ -500,12 +529,14 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -
     );
     let zeroed = load_values(index, values, &view, &bytes, from <= HEADER_LEN);
     if !zeroed.is_empty() && restore_zeroed(index, values, &view, zeroed) {
+        *shrunk = true;
         out.problems.push(FileProblem::new(
             Reason::Shrunk,
             "the file was truncated while being read; kept its last good values",
         ));
     }
     if view.faulted() {
+        *shrunk = true;
         out.problems.push(FileProblem::new(
             Reason::Shrunk,
             "the file was truncated while being read; kept its last good values",
@@ -552,8 +583,9 @@ fn load_values(
     zeroed
 }
 
-/// Undoes the zeros of `zeroed` that lie past the file's end now (it shrank during the
-/// pass); returns whether any were undone.
+/// Undoes the zeros of `zeroed` that were not the file's: past its end now (it shrank
+/// during the pass), or no longer zero when read again with `pread` (a truncation that
+/// was undone before this check); returns whether any were undone.
 fn restore_zeroed(
     index: &FileIndex,
     values: &mut [(f64, f64)],
@@ -563,14 +595,14 @@ fn restore_zeroed(
     let Some(size) = view.size_now() else {
         return false;
     };
-    if size >= view.len as u64 {
-        return false;
-    }
     let mut undone = false;
     for (i, previous) in zeroed {
-        let end = index.entries[i].value_offset as u64 + 16;
-        if end > size {
+        let offset = index.entries[i].value_offset as usize;
+        if offset as u64 + 16 > size {
             values[i] = previous;
+            undone = true;
+        } else if let Some(now) = view.value_by_pread(offset).filter(|v| *v != (0.0, 0.0)) {
+            values[i] = now;
             undone = true;
         }
     }

@@ -95,12 +95,19 @@ pub struct Pending {
 }
 
 /// Folds `pending` (hidden files of `kind`) into the archive `archive` in `dir`, then
-/// deletes them. Returns how many entries the new archive has.
+/// deletes them. `archive_last` is what a reader last read from the archive itself: an
+/// archive someone truncated loses no counts either. Returns how many entries the new archive has.
 ///
 /// # Errors
 /// I/O errors (a full disk among them); the directory is then unchanged except for a
 /// removed temporary file, and the hidden files wait for the next attempt.
-pub fn absorb(dir: &Dir, archive: &str, kind: &FileKind, pending: &[Pending]) -> io::Result<usize> {
+pub fn absorb(
+    dir: &Dir,
+    archive: &str,
+    kind: &FileKind,
+    pending: &[Pending],
+    archive_last: &[LastGoodEntry],
+) -> io::Result<usize> {
     let Some(fold) = Fold::for_archive(kind) else {
         return Err(io::Error::other(format!(
             "{kind:?} files are not folded into archives"
@@ -110,12 +117,10 @@ pub fn absorb(dir: &Dir, archive: &str, kind: &FileKind, pending: &[Pending]) ->
     sorted.sort_by(|a, b| a.hidden.cmp(&b.hidden));
     // The archive first, then the dead files in name order: the order the merge reads.
     let mut sources: Vec<Source<'_>> = Vec::new();
-    if dir.exists(archive) {
-        sources.push(Source {
-            name: Some(archive),
-            last: &[],
-        });
-    }
+    sources.push(Source {
+        name: Some(archive),
+        last: archive_last,
+    });
     sources.extend(sorted.iter().map(|p| Source {
         name: p.on_disk.then_some(p.hidden.as_str()),
         last: &p.last,

@@ -238,7 +238,7 @@ impl Lifecycle {
         report.proven.retain(|d| self.dead.contains(&d.pid));
         queue_ghosts(ghosts, &mut pending);
         dir.sync()?;
-        if !absorb_all(&dir, &pending, &mut report) {
+        if !absorb_all(&dir, &pending, &mut report, memory) {
             return Ok(report);
         }
         report.removed += remove_released_locks(&dir, &self.dead)?;
@@ -350,10 +350,14 @@ impl Lifecycle {
 /// Absorbs every queued hidden file into its archive. On a failure, puts every file not
 /// yet absorbed back under its name (so every reader counts it again; the next round
 /// retries), records why in `report`, and returns `false`.
-fn absorb_all(dir: &Dir, pending: &Absorptions, report: &mut Report) -> bool {
+fn absorb_all(dir: &Dir, pending: &Absorptions, report: &mut Report, memory: &dyn Memory) -> bool {
     for (done, (archive, queue)) in pending.iter().enumerate() {
         let files = &queue.files;
-        if let Err(err) = archive::absorb(dir, archive, &queue.kind, files) {
+        let kept = dir
+            .stat(archive)
+            .map(|st| memory.last_good(archive, &st.id))
+            .unwrap_or_default();
+        if let Err(err) = archive::absorb(dir, archive, &queue.kind, files, &kept) {
             for (_, rest) in pending.iter().skip(done) {
                 for p in rest.files.iter().filter(|p| p.on_disk) {
                     let original = &p.hidden[ABSORBING_PREFIX.len()..];

@@ -65,6 +65,34 @@ impl FileIndex {
         self.parsed_to
     }
 
+    /// Whether `bytes` (a file's `[0, len)`) still frames, up to what was indexed, the
+    /// same entries at the same offsets: a file that shrank and grew back holds what was
+    /// indexed (a truncation undone) or other content (rewritten). `None` when `bytes`
+    /// does not reach that far.
+    pub fn agrees_with(&self, bytes: &[u8], keys: &KeyTable) -> Option<bool> {
+        if bytes.len() < self.parsed_to {
+            return None;
+        }
+        let mut expected = self.entries.iter().peekable();
+        for frame in walk(bytes, HEADER_LEN, self.parsed_to, VALUE_LEN) {
+            let Ok(e) = frame else {
+                return Some(false);
+            };
+            match expected.peek() {
+                Some(x) if x.value_offset as usize == e.value_offset => {
+                    if keys.text(x.key) != e.key {
+                        return Some(false);
+                    }
+                    expected.next();
+                }
+                // An entry the index skipped for its key must still be one.
+                _ if key::decode(e.key).is_err() => {}
+                _ => return Some(false),
+            }
+        }
+        Some(expected.next().is_none())
+    }
+
     /// Frames what is new in `bytes` (the file's `[0, min(used, size))`).
     ///
     /// `declared_used` and `size` come from the read; problems are returned with a

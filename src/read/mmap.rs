@@ -181,7 +181,10 @@ impl View<'_> {
     /// out of line: the steady path is the mapped one, once per value of a pass).
     #[cold]
     #[inline(never)]
-    fn value_by_pread(&self, offset: usize) -> Option<(f64, f64)> {
+    /// The value pair at `offset` as the file holds it now, read with `pread` (no
+    /// mapping involved): for values a mapped load may have read from a page zeroed by a
+    /// truncation that has since been undone.
+    pub fn value_by_pread(&self, offset: usize) -> Option<(f64, f64)> {
         let mut pair = [0u8; 16];
         let got = read_at_most(self.file, &mut pair, offset as u64).ok()?;
         (got == 16)

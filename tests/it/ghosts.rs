@@ -211,3 +211,106 @@ fn test_issue_9_a_directory_replaced_by_another_is_read_afresh() {
     counter(&dir, "4", 2, 1.0);
     assert_eq!(total(&s.get("/metrics", &[]).text()), 2.0);
 }
+
+/// A dead writer's counter file, compacted once its writer is gone.
+fn dead_writer(dir: &Path, n: usize, v: f64) -> std::path::PathBuf {
+    let mut writer = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = writer.id().to_string();
+    counter(dir, &pid, n, v);
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    dir.join(format!("counter_{pid}.db"))
+}
+
+fn wait_gone(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!path.exists(), "{} was not compacted", path.display());
+}
+
+/// The archive is a file of counts like any other: truncated by someone else, it keeps
+/// its last good values, and the next compaction writes them back instead of losing them.
+#[test]
+fn test_issue_9_a_truncated_archive_keeps_its_counts_through_compaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    counter(dir, "1", 10, 1.0);
+    let s = Server::start(&[
+        "--dir",
+        dir.to_str().unwrap(),
+        "--liveness",
+        "proc",
+        "--lifecycle.interval",
+        "200ms",
+    ]);
+    s.wait_ready();
+    wait_gone(&dead_writer(dir, 50, 2.0));
+    assert_eq!(total(&s.get("/metrics", &[]).text()), 110.0);
+    let archive = dir.join("counter_archive.db");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&archive)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert_eq!(
+        total(&s.get("/metrics", &[]).text()),
+        110.0,
+        "the archive's counts"
+    );
+    wait_gone(&dead_writer(dir, 5, 1.0));
+    for _ in 0..2 {
+        assert_eq!(total(&s.get("/metrics", &[]).text()), 115.0);
+    }
+    let reference = harness(&["reference-text", dir.to_str().unwrap()]);
+    assert_eq!(
+        total(&reference),
+        115.0,
+        "the rewritten archive: {reference}"
+    );
+}
+
+/// A file truncated and then rewritten in place with other content used to be read at
+/// the old offsets (values of one series under another's key); now a file that grows back
+/// after a shrink is framed afresh, and reads as prometheus_client reads it.
+#[test]
+fn test_issue_9_a_file_rewritten_after_a_shrink_is_framed_afresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    counter(dir, "1", 20, 1.0);
+    let other = tempfile::tempdir().unwrap();
+    let mut w = DbWriter::open(&other.path().join("counter_1.db")).unwrap();
+    for i in 0..40 {
+        let id = format!("a-longer-label-value-{i}");
+        w.set_sample("c", "c_total", &[("id", &id)], "h", 3.0, 0.0)
+            .unwrap();
+    }
+    drop(w);
+    let rewritten = std::fs::read(other.path().join("counter_1.db")).unwrap();
+    let s = Server::start(&["--dir", dir.to_str().unwrap(), "--liveness", "none"]);
+    s.wait_ready();
+    assert_eq!(total(&s.get("/metrics", &[]).text()), 20.0);
+    let path = dir.join("counter_1.db");
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(0).unwrap();
+    assert_eq!(
+        total(&s.get("/metrics", &[]).text()),
+        20.0,
+        "last good values"
+    );
+    std::os::unix::fs::FileExt::write_all_at(&f, &rewritten, 0).unwrap();
+    let body = s.get("/metrics", &[]).text();
+    let reference = harness(&["reference-text", dir.to_str().unwrap()]);
+    let series = |text: &str| {
+        let mut s: Vec<_> = samples(text)
+            .into_iter()
+            .filter(|(h, _)| h.starts_with("c_total"))
+            .collect();
+        s.sort_by(|a, b| a.0.cmp(&b.0));
+        s
+    };
+    assert_eq!(series(&body), series(&reference));
+    assert_eq!(total(&body), 120.0);
+}
