@@ -45,6 +45,8 @@ pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 /// `--web.header-timeout`.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--web.write-timeout`.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// `--web.shutdown-timeout`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// `--lifecycle.interval`.
@@ -215,8 +217,9 @@ pub struct ServeArgs {
         default_value = DEFAULT_TELEMETRY_PATH
     )]
     pub telemetry_path: String,
-    /// Scrapes served at once; more wait their turn. Health checks never wait, and idle
-    /// connections do not count.
+    /// Scrapes served at once; more wait their turn. A scrape keeps its turn until its
+    /// response is written (at most --web.write-timeout). Health checks never wait, and
+    /// idle connections do not count.
     #[arg(
         long = "web.max-connections",
         env = "MULTIPROC_EXPORTER_WEB_MAX_CONNECTIONS",
@@ -233,6 +236,15 @@ pub struct ServeArgs {
         default_value_t = DurationArg(DEFAULT_HEADER_TIMEOUT)
     )]
     pub header_timeout: DurationArg,
+    /// Time to write a response from its first byte; a client that reads slower (or not
+    /// at all) is disconnected after it, freeing its scrape slot.
+    #[arg(
+        long = "web.write-timeout",
+        env = "MULTIPROC_EXPORTER_WEB_WRITE_TIMEOUT",
+        value_name = "DURATION",
+        default_value_t = DurationArg(DEFAULT_WRITE_TIMEOUT)
+    )]
+    pub write_timeout: DurationArg,
     /// Where evidence that a worker is dead comes from: auto (lock files where the shim
     /// writes them, /proc once the pid namespace is proven shared), lock, proc (asserts
     /// a shared pid namespace), or none (never declare a worker dead).

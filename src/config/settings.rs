@@ -11,10 +11,12 @@ pub struct ServeConfig {
     pub dir: PathBuf,
     /// Path of the metrics endpoint.
     pub telemetry_path: String,
-    /// Connections served at once.
+    /// Scrapes served at once, each until its response is written.
     pub max_connections: usize,
     /// Time a client has to send a request head (also bounds idle keep-alive).
     pub header_timeout: Duration,
+    /// Time to write one response, from its first byte to its last.
+    pub write_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
     /// Bound on the bytes read from one file.
@@ -34,6 +36,7 @@ impl ServeConfig {
             telemetry_path: DEFAULT_TELEMETRY_PATH.to_owned(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             file_limit: crate::read::DEFAULT_FILE_LIMIT,
             dir_poll: DEFAULT_LIFECYCLE_INTERVAL,
@@ -100,6 +103,9 @@ impl ServeArgs {
     /// A [`ConfigError`] naming the flag and what is wrong with it (a usage error).
     pub fn validate(self) -> Result<Serve, ConfigError> {
         check_telemetry_path(&self.telemetry_path)?;
+        if self.write_timeout.0.is_zero() {
+            return Err(ConfigError::ZeroWriteTimeout);
+        }
         let addrs = listen_addresses(&self.listen_address)?;
         let (pool, dir) = if self.demo {
             if self.dir.is_some() && !self.dir_from_env {
@@ -119,6 +125,7 @@ impl ServeArgs {
             telemetry_path: self.telemetry_path,
             max_connections: self.max_connections,
             header_timeout: self.header_timeout.into(),
+            write_timeout: self.write_timeout.into(),
             shutdown_timeout: self.shutdown_timeout.into(),
             file_limit: crate::read::DEFAULT_FILE_LIMIT,
             dir_poll: self.lifecycle_interval.into(),
@@ -269,6 +276,9 @@ pub enum ConfigError {
         /// The resolver's answer.
         reason: String,
     },
+    /// `--web.write-timeout 0s` would fail every response.
+    #[error("--web.write-timeout must be longer than 0s")]
+    ZeroWriteTimeout,
     /// `--web.telemetry-path` is not usable.
     #[error("--web.telemetry-path {0:?} must start with '/' and not be /, /healthz or /readyz")]
     TelemetryPath(String),

@@ -37,6 +37,7 @@ fn serve_is_the_default() {
     assert!(cli.command.is_none());
     assert_eq!(cli.serve.dir, Some(PathBuf::from("/d")));
     assert_eq!(cli.serve.header_timeout, Duration::from_secs(10));
+    assert_eq!(cli.serve.write_timeout, Duration::from_secs(30));
     // `--demo` with an explicit `--dir` parses, and validation rejects it.
     let cli = Cli::try_from_args(["multiproc-exporter", "--dir", "/d", "--demo"]).unwrap();
     assert_eq!(cli.serve.validate().unwrap_err(), ConfigError::DemoWithDir);
@@ -179,4 +180,27 @@ fn test_issue_8_every_value_has_a_name() {
         cmd.get_subcommands().for_each(check);
     }
     check(&Cli::command());
+}
+
+#[test]
+fn test_issue_9_the_write_timeout_is_a_positive_duration() {
+    let serve = |t: &str| {
+        Cli::try_from_args([
+            "multiproc-exporter",
+            "--dir",
+            "/d",
+            "--web.write-timeout",
+            t,
+        ])
+        .unwrap()
+        .serve
+        .validate()
+    };
+    assert_eq!(
+        serve("1500ms").unwrap().config.write_timeout,
+        Duration::from_millis(1500)
+    );
+    let err = serve("0s").unwrap_err();
+    assert_eq!(err, ConfigError::ZeroWriteTimeout);
+    assert!(err.to_string().contains("--web.write-timeout"), "{err}");
 }

@@ -64,6 +64,8 @@ pub struct SelfMetrics {
     requests: AtomicU64,
     timeouts: AtomicU64,
     rejected: AtomicU64,
+    evicted: AtomicU64,
+    write_timeouts: AtomicU64,
     failures: [AtomicU64; ScrapeStage::ALL.len()],
     response_bytes: AtomicU64,
     durations: Mutex<DurationHistogram>,
@@ -154,6 +156,16 @@ impl SelfMetrics {
     /// Records a connection closed at once because every connection slot was taken.
     pub fn connection_rejected(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records an idle connection closed to make room for a new one.
+    pub fn connection_evicted(&self) {
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a connection reset because its response was not written in time.
+    pub fn write_timed_out(&self) {
+        self.write_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a scrape that ran out of its `X-Prometheus-Scrape-Timeout-Seconds`.

@@ -159,9 +159,23 @@ pub static TABLE: &[Def] = &[
     def(
         "connections_rejected",
         Counter,
-        "Connections closed at once because every connection slot (half the file descriptor limit) was taken.",
+        "Connections closed at once because every connection slot (half the file descriptor limit) was taken by a connection with a request in hand.",
         &[],
         |i, o| o.count(&[], i.m.rejected.load(Ordering::Relaxed)),
+    ),
+    def(
+        "connections_evicted",
+        Counter,
+        "Idle connections (no request in hand) closed, the longest idle first, to make room for a new connection when every connection slot was taken.",
+        &[],
+        |i, o| o.count(&[], i.m.evicted.load(Ordering::Relaxed)),
+    ),
+    def(
+        "write_timeouts",
+        Counter,
+        "Connections reset because a response was not written within --web.write-timeout (a client that reads too slowly or not at all).",
+        &[],
+        |i, o| o.count(&[], i.m.write_timeouts.load(Ordering::Relaxed)),
     ),
     def(
         "scrape_failures",

@@ -6,11 +6,14 @@
 //! Idle and slow clients cannot delay a health check or a scrape: every connection is
 //! accepted at once (so `/healthz` never waits in the kernel backlog behind them), a
 //! client that does not send its request head in time (first or keep-alive) is dropped,
-//! and only scrapes are capped (`--web.max-connections` scrapes served at once; the rest
-//! wait their turn). Open connections are bounded by half the file descriptor limit;
-//! beyond it a new connection is closed at once and counted. Shutdown stops accepting,
-//! lets in-flight requests finish and gives up after a deadline.
+//! one that does not read its response in time is reset, and only scrapes are capped
+//! (`--web.max-connections` scrapes served at once, each until its response is written;
+//! the rest wait their turn). Open connections are bounded by half the file descriptor
+//! limit; a new connection beyond it takes the place of the connection idle longest,
+//! and is closed itself only when none is idle (`serve/conn.rs`). Shutdown stops
+//! accepting, lets in-flight requests finish and gives up after a deadline.
 
+mod conn;
 pub mod flight;
 mod lifecycle;
 pub mod negotiate;
@@ -48,8 +51,9 @@ pub(crate) struct App {
     pub(crate) config: ServeConfig,
     pub(crate) flight: Arc<Flight>,
     pub(crate) metrics: Arc<SelfMetrics>,
-    /// Scrapes served at once (`--web.max-connections`); health checks take none.
-    pub(crate) scrapes: Semaphore,
+    /// Scrapes served at once (`--web.max-connections`), each until its response is
+    /// written; health checks take none.
+    pub(crate) scrapes: Arc<Semaphore>,
 }
 
 /// How many connections may be open at once: half the descriptor limit (the rest is for
@@ -77,7 +81,7 @@ pub async fn run(
     let app = Arc::new(App {
         flight: Arc::new(Flight::new(pipeline, metrics.clone())),
         metrics,
-        scrapes: Semaphore::new(config.max_connections.max(1)),
+        scrapes: Arc::new(Semaphore::new(config.max_connections.max(1))),
         config: config.clone(),
     });
     // Finish a crashed compaction and clean a stale directory before the first scrape.
@@ -90,7 +94,7 @@ pub async fn run(
     let background = tokio::spawn(lifecycle::run(app.clone(), started));
 
     let graceful = GracefulShutdown::new();
-    let open = Arc::new(Semaphore::new(open_connection_cap()));
+    let slots = conn::Slots::new(open_connection_cap(), app.metrics.clone());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -105,26 +109,35 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            // Out of connection slots: close this one now rather than stop accepting
-            // (which would queue health checks behind whoever holds the slots).
-            app.metrics.connection_rejected();
+        // Out of connection slots, the connection idle longest is closed to make room;
+        // with none idle this one is closed now rather than accepting stopped (which
+        // would queue health checks behind whoever holds the slots).
+        let Some(tracked) = slots.admit(peer) else {
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |req| routes::handle(app.clone(), req));
-        let conn = http1::Builder::new()
+        let service = {
+            let (app, tracked) = (app.clone(), tracked.clone());
+            service_fn(move |req| {
+                tracked.request();
+                routes::handle(app.clone(), tracked.clone(), req)
+            })
+        };
+        let io = conn::Io::new(stream, tracked.clone(), config.write_timeout);
+        let served = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+            .serve_connection(TokioIo::new(io), service);
+        let served = graceful.watch(served);
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
+            tokio::select! {
+                done = served => if let Err(err) = done {
+                    tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
+                },
+                // Dropping the connection closes it; idle, it has nothing unsent.
+                () = tracked.evicted() => {}
             }
-            drop(permit);
         });
     }
     drop(listener);

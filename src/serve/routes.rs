@@ -1,6 +1,7 @@
 //! The endpoints: the telemetry path, `/healthz`, `/readyz`, and a landing page.
 
 use super::App;
+use super::conn::{Conn, ReplyBody};
 use super::flight::{BodyKey, ScrapeError};
 use super::negotiate::{accepts_gzip, negotiate};
 use bytes::Bytes;
@@ -17,7 +18,12 @@ type Reply = Response<Full<Bytes>>;
 /// Margin kept from Prometheus' scrape timeout for sending the response.
 const TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
 
-pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Reply, Infallible> {
+/// Answers one request of connection `conn`.
+pub(crate) async fn handle(
+    app: Arc<App>,
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Result<Response<ReplyBody>, Infallible> {
     let path = req.uri().path();
     let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
     let head = req.method() == Method::HEAD;
@@ -30,7 +36,7 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         r
     } else if path == app.config.telemetry_path {
-        metrics(&app, &req).await
+        metrics(&app, &conn, &req).await
     } else if path == "/healthz" {
         text(StatusCode::OK, "ok\n")
     } else if path == "/readyz" {
@@ -45,7 +51,7 @@ pub(crate) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Repl
             reply.headers_mut().insert(header::CONTENT_LENGTH, len);
         }
     }
-    Ok(reply)
+    Ok(reply.map(|body| conn.body(body)))
 }
 
 fn text(status: StatusCode, body: &str) -> Reply {
@@ -84,11 +90,11 @@ fn scrape_budget(header: Option<&str>) -> Option<Duration> {
     Some(budget.saturating_sub(TIMEOUT_MARGIN).max(TIMEOUT_MARGIN))
 }
 
-async fn metrics(app: &App, req: &Request<Incoming>) -> Reply {
+async fn metrics(app: &App, conn: &Conn, req: &Request<Incoming>) -> Reply {
     let arrived = Instant::now();
     app.metrics.request();
     // The scrape cap; health checks and the landing page never wait for it.
-    let Ok(_turn) = app.scrapes.acquire().await else {
+    let Ok(turn) = app.scrapes.clone().acquire_owned().await else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     };
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -127,6 +133,9 @@ async fn metrics(app: &App, req: &Request<Incoming>) -> Reply {
         Err(err) => return failed(app, &err),
     };
     app.metrics.served(body.len());
+    // The turn lasts until the body is written (or `--web.write-timeout` passes), so the
+    // bodies held for clients are bounded by the cap.
+    conn.hold(turn);
     let mut r = Response::new(Full::new(body.clone()));
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&key.format.content_type()) {

@@ -254,10 +254,12 @@ fn test_issue_9_more_files_than_descriptors_are_all_served() {
     assert_eq!(s.get("/healthz", &[]).status, 200);
 }
 
-/// Open connections are bounded by half the descriptor limit: beyond it a new connection
-/// is closed at once and counted, and idle ones free their slots at the header timeout.
+/// Open connections are bounded by half the descriptor limit. A new connection beyond it
+/// used to be closed at once, so a flood of idle sockets locked Prometheus and the
+/// kubelet out until the header timeout. Now it takes the place of the connection idle
+/// longest (counted), and the newest idle ones stay open.
 #[test]
-fn test_issue_9_connections_beyond_the_cap_are_closed_and_counted() {
+fn test_issue_9_idle_connections_make_room_for_new_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start_with(
         &["prlimit", "--nofile=64:64", crate::util::BIN],
@@ -265,20 +267,103 @@ fn test_issue_9_connections_beyond_the_cap_are_closed_and_counted() {
             "--dir",
             tmp.path().to_str().unwrap(),
             "--web.header-timeout",
-            "700ms",
+            "60s",
         ],
     );
     s.wait_ready();
-    // The cap is 32; hold more than that.
+    // The cap is 32; open more idle connections than that, none of which sends a byte.
     let idle: Vec<std::net::TcpStream> = (0..40)
         .map(|_| std::net::TcpStream::connect(s.addr).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut took = Vec::new();
+    for path in ["/healthz", "/metrics"] {
+        let start = Instant::now();
+        let r = crate::util::try_request("GET", &s.url(path), &[])
+            .unwrap_or_else(|e| panic!("{path} behind 40 idle connections: {e}"));
+        took.push(start.elapsed());
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            took[took.len() - 1] < Duration::from_secs(1),
+            "{path}: {took:?}"
+        );
+    }
     let body = s.get("/metrics", &[]).text();
-    let rejected =
-        crate::util::value(&body, "multiproc_exporter_connections_rejected_total").unwrap();
-    assert!(rejected >= 1.0, "{body}");
+    let counter = |name: &str| crate::util::value(&body, name).unwrap();
+    let evicted = counter("multiproc_exporter_connections_evicted_total");
+    // 8 for the flood, one for /healthz (whose slot /metrics then found free).
+    assert!(evicted >= 9.0, "{evicted} evicted: {body}");
+    assert_eq!(
+        counter("multiproc_exporter_connections_rejected_total"),
+        0.0
+    );
+    // The oldest were closed, the newest are still open.
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    idle[0]
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    assert_eq!(
+        (&idle[0]).read(&mut buf).ok(),
+        Some(0),
+        "the oldest is open"
+    );
+    idle[39]
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let newest = (&idle[39]).read(&mut buf);
+    assert!(newest.is_err(), "the newest was closed: {newest:?}");
+    eprintln!(
+        "behind 40 idle connections (cap 32): /healthz {:?}, /metrics {:?}; {evicted} evicted",
+        took[0], took[1]
+    );
+}
+
+/// Only when no connection is idle (every one has a request in hand) is a newcomer
+/// beyond the cap closed at once, and counted.
+#[test]
+fn test_issue_9_connections_beyond_the_cap_are_closed_and_counted() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    crate::util::wide_directory(tmp.path(), 20_000);
+    let s = Server::start_with(
+        &["prlimit", "--nofile=64:64", crate::util::BIN],
+        &[
+            "--dir",
+            tmp.path().to_str().unwrap(),
+            "--liveness",
+            "none",
+            "--web.max-connections",
+            "1",
+        ],
+    );
+    s.wait_ready();
+    // One scrape whose client does not read holds the only scrape slot; 31 more wait
+    // for it with their requests read: all 32 connection slots busy.
+    let mut busy = vec![crate::util::stalled_get(s.addr, "/metrics")];
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..31 {
+        busy.push(crate::util::stalled_get(s.addr, "/metrics"));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut newcomer = std::net::TcpStream::connect(s.addr).unwrap();
+    newcomer
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = newcomer.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 64];
+    let n = newcomer.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    // Gone clients free their slots.
+    drop(busy);
+    std::thread::sleep(Duration::from_millis(500));
+    let body = s.get("/metrics", &[]).text();
+    let counter = |name: &str| crate::util::value(&body, name).unwrap();
+    assert!(
+        counter("multiproc_exporter_connections_rejected_total") >= 1.0,
+        "{body}"
+    );
+    assert_eq!(counter("multiproc_exporter_connections_evicted_total"), 0.0);
     assert_eq!(s.get("/healthz", &[]).status, 200);
 }
 
@@ -323,12 +408,14 @@ fn test_issue_9_a_truncated_file_keeps_its_counts_through_compaction() {
     );
     writer.kill().unwrap();
     writer.wait().unwrap();
+    // The file is renamed out of the way before the archive is written: wait for both.
+    let archive = tmp.path().join("counter_archive.db");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while path.exists() && Instant::now() < deadline {
+    while (path.exists() || !archive.exists()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!path.exists(), "the dead writer's file was not compacted");
-    assert!(tmp.path().join("counter_archive.db").exists());
+    assert!(archive.exists());
     assert_eq!(
         counter_sum(&s.get("/metrics", &[]).text()),
         100.0,

@@ -377,6 +377,80 @@ fn test_issue_9_health_checks_never_wait_behind_idle_connections() {
     drop(idle);
 }
 
+/// A client that asked for `/metrics` and never read used to keep its connection and the
+/// rendered body (the unsent part in the socket buffers) for as long as it stayed
+/// connected. Now the response must be written within `--web.write-timeout`: past it the
+/// connection is reset and counted, and its scrape slot is free again.
+#[test]
+fn test_issue_9_a_client_that_never_reads_is_reset_after_the_write_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::util::wide_directory(tmp.path(), 20_000);
+    let timeout = Duration::from_secs(2);
+    let s = serve(
+        tmp.path(),
+        &[
+            "--liveness",
+            "none",
+            "--web.max-connections",
+            "2",
+            "--web.write-timeout",
+            "2s",
+        ],
+    );
+    let size = s.get("/metrics", &[]).body.len();
+    assert!(
+        size > 6 << 20,
+        "a body of {size} bytes fits in socket buffers"
+    );
+    // Whole: the last series is there (the self-metrics change the size a little).
+    let whole = |r: &crate::util::Http| {
+        r.status == 200 && r.body.len() > size - 4096 && r.text().contains("i=\"019999\"")
+    };
+    let first = crate::util::stalled_get(s.addr, "/metrics");
+    let first_sent = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    // A normal scrape beside it takes the other slot and is unaffected; so is /healthz.
+    let start = Instant::now();
+    let r = s.get("/metrics", &[]);
+    let concurrent = start.elapsed();
+    assert!(whole(&r), "{} with {} bytes", r.status, r.body.len());
+    let start = Instant::now();
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+    let health = start.elapsed();
+    assert!(health < Duration::from_secs(1), "/healthz took {health:?}");
+    // Both slots held by clients that do not read: the next scrape gets the first one's
+    // slot once its write deadline has passed.
+    let second = crate::util::stalled_get(s.addr, "/metrics");
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    let r = s.get("/metrics", &[]);
+    let waited = start.elapsed();
+    let freed = first_sent.elapsed();
+    assert!(whole(&r), "{} with {} bytes", r.status, r.body.len());
+    assert!(
+        freed < timeout + Duration::from_secs(3),
+        "the slot was freed {freed:?} after the request"
+    );
+    // The first client reads at last: its response stops short, the connection was reset.
+    let got = crate::util::drain(&first);
+    assert!(got < size, "the stalled client still got all {got} bytes");
+    let body = s.get("/metrics", &[]).text();
+    let timeouts = value(&body, "multiproc_exporter_write_timeouts_total").unwrap_or(0.0);
+    assert!(timeouts >= 1.0, "{timeouts} write timeouts");
+    let peer = format!("peer={}", first.local_addr().unwrap());
+    assert!(
+        s.log_text().contains(&peer) && s.log_text().contains("--web.write-timeout"),
+        "{}",
+        s.log_text()
+    );
+    eprintln!(
+        "body {size} bytes; concurrent scrape {concurrent:?}, /healthz {health:?}; \
+         with both slots stalled the next scrape waited {waited:?} (slot freed {freed:?} \
+         after the stalled request); the stalled client got {got} bytes"
+    );
+    drop(second);
+}
+
 #[test]
 fn test_issue_8_empty_environment_counts_as_unset() {
     let tmp = tempfile::tempdir().unwrap();

@@ -468,3 +468,59 @@ pub fn temp_mp() -> (tempfile::TempDir, PathBuf) {
     fs::create_dir(&dir).unwrap();
     (tmp, dir)
 }
+
+/// A counter file of `series` series whose lines are about 400 bytes each (a long label
+/// value): a text body of `series * 400` bytes, more than a socket's buffers hold.
+pub fn wide_directory(dir: &Path, series: usize) {
+    let pad = "p".repeat(360);
+    let mut w = multiproc_exporter::write::DbWriter::open(&dir.join("counter_4343.db")).unwrap();
+    for i in 0..series {
+        let id = format!("{i:06}");
+        w.set_sample(
+            "wide",
+            "wide_total",
+            &[("i", &id), ("pad", &pad)],
+            "h",
+            1.0,
+            0.0,
+        )
+        .unwrap();
+    }
+}
+
+/// A client with a small receive buffer (no autotuning) that sends `GET path` and reads
+/// nothing until the test says so.
+pub fn stalled_get(addr: std::net::SocketAddr, path: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = rt
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_recv_buffer_size(4096)?;
+            socket.connect(addr).await?.into_std()
+        })
+        .expect("connect a stalled client");
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(&stream, "GET {path} HTTP/1.1\r\nHost: sidecar\r\n\r\n").unwrap();
+    stream
+}
+
+/// Reads until the end of the stream or an error (a reset); returns the bytes read.
+pub fn drain(mut stream: &std::net::TcpStream) -> usize {
+    use std::io::Read;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0;
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    total
+}
