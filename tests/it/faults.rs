@@ -385,14 +385,7 @@ fn test_issue_9_a_truncated_file_keeps_its_counts_through_compaction() {
             .unwrap();
     }
     drop(w);
-    let s = Server::start(&[
-        "--dir",
-        tmp.path().to_str().unwrap(),
-        "--liveness",
-        "proc",
-        "--lifecycle.interval",
-        "200ms",
-    ]);
+    let s = Server::compacting(tmp.path());
     s.wait_ready();
     assert_eq!(counter_sum(&s.get("/metrics", &[]).text()), 100.0);
     std::fs::OpenOptions::new()

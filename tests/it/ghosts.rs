@@ -237,14 +237,7 @@ fn test_issue_9_a_truncated_archive_keeps_its_counts_through_compaction() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     counter(dir, "1", 10, 1.0);
-    let s = Server::start(&[
-        "--dir",
-        dir.to_str().unwrap(),
-        "--liveness",
-        "proc",
-        "--lifecycle.interval",
-        "200ms",
-    ]);
+    let s = Server::compacting(dir);
     s.wait_ready();
     wait_gone(&dead_writer(dir, 50, 2.0));
     assert_eq!(total(&s.get("/metrics", &[]).text()), 110.0);

@@ -66,14 +66,7 @@ fn compaction_keeps_the_output_except_dead_live_gauges() {
 fn churn_of_2000_workers_keeps_counts_exact_and_monotonic() {
     let tmp = shm_tempdir();
     let dir = tmp.path().to_path_buf();
-    let s = Server::start(&[
-        "--dir",
-        dir.to_str().unwrap(),
-        "--liveness",
-        "proc",
-        "--lifecycle.interval",
-        "200ms",
-    ]);
+    let s = Server::compacting(&dir);
     s.wait_ready();
     let mut churn = Command::new(python())
         .arg(HARNESS)

@@ -301,6 +301,20 @@ impl Server {
     }
 
     /// `http://ADDR`.
+    /// The sidecar on `dir` with /proc liveness and a lifecycle round every 200 ms: dead
+    /// writers' files are compacted soon after they die.
+    pub fn compacting(dir: &Path) -> Server {
+        let dir = dir.to_str().unwrap();
+        Server::start(&[
+            "--dir",
+            dir,
+            "--liveness",
+            "proc",
+            "--lifecycle.interval",
+            "200ms",
+        ])
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
