@@ -185,7 +185,7 @@ fn render_once(render: Render) -> anyhow::Result<()> {
             file = %issue.path_in(&dir),
             reason = issue.reason().as_str(),
             "{}",
-            issue.detail()
+            multiproc_exporter::model::Escaped::text(issue.detail())
         );
     }
     let mut out = String::with_capacity(pass.entries * 64);

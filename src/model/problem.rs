@@ -187,6 +187,12 @@ impl<'a> Escaped<'a> {
     pub fn path(path: &'a Path) -> Escaped<'a> {
         Escaped(path.as_os_str().as_encoded_bytes())
     }
+
+    /// A message that may quote what a file or a client chose (a metric name, a label
+    /// value).
+    pub fn text(text: &'a str) -> Escaped<'a> {
+        Escaped(text.as_bytes())
+    }
 }
 
 impl fmt::Display for Escaped<'_> {

@@ -314,7 +314,7 @@ impl Flight {
                 file = %issue.path_in(&self.dir),
                 reason = issue.reason().as_str(),
                 "{}",
-                issue.detail()
+                crate::model::Escaped::text(issue.detail())
             );
         }
     }

@@ -486,3 +486,27 @@ fn test_issue_8_unresolvable_listen_host_is_named() {
         "{err}"
     );
 }
+
+/// `X-Prometheus-Scrape-Timeout-Seconds: 1e20` used to panic the handler
+/// (`Duration::from_secs_f64`): no response, a backtrace in the log. Every odd value of
+/// the header is now a normal scrape without a budget.
+#[test]
+fn test_issue_9_odd_scrape_timeout_headers_are_normal_scrapes() {
+    let dir = app_dir();
+    let s = serve(dir.path(), &[]);
+    for v in [
+        "1e20",
+        "-1",
+        "NaN",
+        "inf",
+        "",
+        "0",
+        "1e-300",
+        "9".repeat(400).as_str(),
+    ] {
+        let r = s.get("/metrics", &[("X-Prometheus-Scrape-Timeout-Seconds", v)]);
+        assert_eq!(r.status, 200, "{v:?}");
+        assert!(r.text().contains("multiproc_exporter_ready 1"), "{v:?}");
+    }
+    assert!(!s.log_text().contains("panicked"), "{}", s.log_text());
+}
