@@ -1,11 +1,14 @@
 //! Load (issue 9): concurrent scrapes in every format, with and without gzip, while the
-//! demo pool's workers update their files, die every second and are compacted, and idle
-//! and slow clients hold connections. Zero failed scrapes, counters monotonic in every
+//! demo pool's workers update their files, die every second and are compacted, the
+//! files of dead workers are truncated and replaced by someone else (a live writer's
+//! file is left alone: truncating it would kill the writer with SIGBUS), and idle and
+//! slow clients hold connections. Zero failed scrapes, counters monotonic in every
 //! scrape, `/healthz` within a second, memory bounded.
 
 use crate::util::{Server, request, rss_anon_kb, samples};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -83,6 +86,61 @@ fn scrape_loop(url: String, accept: &'static str, gzip: bool, stop: Arc<AtomicBo
     out
 }
 
+/// Someone else's hands in the directory: every 150 ms, one file of counts of a dead
+/// worker is truncated to half, or replaced by a copy of itself (a new inode under the
+/// same name). Returns how many files it touched.
+fn vandal(dir: std::path::PathBuf, stop: Arc<AtomicBool>) -> usize {
+    let mut touched = 0;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(150));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = ["counter_", "histogram_"]
+                .iter()
+                .find_map(|p| name.strip_prefix(p)?.strip_suffix(".db"))
+            else {
+                continue;
+            };
+            if pid.parse::<u32>().is_err() || Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let path = e.path();
+            let done = if touched % 2 == 0 {
+                std::fs::metadata(&path)
+                    .and_then(|m| {
+                        let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+                        f.set_len(m.len() / 2)
+                    })
+                    .is_ok()
+            } else {
+                let copy = dir.join(".vandal.tmp");
+                std::fs::copy(&path, &copy).is_ok() && std::fs::rename(&copy, &path).is_ok()
+            };
+            touched += usize::from(done);
+            break;
+        }
+    }
+    touched
+}
+
+/// The demo pool's directory, from the sidecar's log line.
+fn demo_dir(s: &Server) -> std::path::PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = s.log_text();
+        if let Some(rest) = log.split("demo pool started").nth(1)
+            && let Some(dir) = rest.split("dir=").nth(1)
+        {
+            return dir.split_whitespace().next().unwrap().into();
+        }
+        assert!(Instant::now() < deadline, "no demo directory in {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn test_issue_9_load_with_churn_and_idle_and_slow_clients() {
     let mut s = Server::start(&[
@@ -112,6 +170,10 @@ fn test_issue_9_load_with_churn_and_idle_and_slow_clients() {
             std::thread::spawn(move || scrape_loop(url, accept, gzip, stop))
         })
         .collect();
+    let vandal = {
+        let (dir, stop) = (demo_dir(&s), stop.clone());
+        std::thread::spawn(move || vandal(dir, stop))
+    };
     // Idle clients: connected, never sending a byte (dropped at the header timeout and
     // reconnected).
     let addr = s.addr;
@@ -169,6 +231,7 @@ fn test_issue_9_load_with_churn_and_idle_and_slow_clients() {
     }
     idle.join().unwrap();
     slow.join().unwrap();
+    let touched = vandal.join().unwrap();
     latencies.sort();
     health.sort();
     let p = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize];
@@ -176,13 +239,18 @@ fn test_issue_9_load_with_churn_and_idle_and_slow_clients() {
     let absorbed = crate::util::value(&body, "multiproc_exporter_files_absorbed_total").unwrap();
     eprintln!(
         "load: {scrapes} scrapes in {RUN:?}, p50 {:?} p99 {:?}; /healthz max {:?}; \
-         RssAnon max {rss_max} kB; {absorbed} files absorbed",
+         RssAnon max {rss_max} kB; {absorbed} files absorbed; {touched} files of dead \
+         workers truncated or replaced",
         p(&latencies, 0.5),
         p(&latencies, 0.99),
         health.last().unwrap()
     );
     assert!(scrapes >= 40, "only {scrapes} scrapes");
     assert!(absorbed > 0.0, "no churn: nothing compacted");
+    assert!(
+        touched > 0,
+        "no dead worker's file was truncated or replaced"
+    );
     assert!(
         *health.last().unwrap() < Duration::from_secs(1),
         "/healthz took {:?}",
