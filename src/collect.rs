@@ -164,20 +164,17 @@ impl Collector {
     /// Takes in what a lifecycle round did: files it absorbed or deleted are forgotten
     /// (their counts are in the archives now, or the directory was cleaned), and so are
     /// the ghosts it absorbed; a wipe forgets every ghost.
+    ///
+    /// Files are matched by identity, not name: a file someone renamed and our compaction
+    /// then retired under its new name is still known here by its old one.
     pub fn settle(&mut self, report: &Report) {
-        for (name, id) in &report.retired {
-            let name = OsStr::new(name);
-            if self.files.get(name).is_some_and(|t| t.id == *id) {
-                self.files.remove(name);
-            }
-        }
-        let absorbed = |g: &Tracked| {
-            report
-                .ghosts_absorbed
-                .iter()
-                .any(|(name, id)| OsStr::new(name) == g.file.name && *id == g.id)
-        };
-        self.ghosts.retain(|g| !report.wiped && !absorbed(g));
+        let retired: std::collections::HashSet<FileId> =
+            report.retired.iter().map(|(_, id)| *id).collect();
+        self.files.retain(|_, t| !retired.contains(&t.id));
+        let absorbed: std::collections::HashSet<FileId> =
+            report.ghosts_absorbed.iter().map(|(_, id)| *id).collect();
+        self.ghosts
+            .retain(|g| !report.wiped && !absorbed.contains(&g.id) && !retired.contains(&g.id));
     }
 
     /// Whether the shim replaced its wipe marker since the last pass (the first sighting
@@ -472,6 +469,17 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -
         ));
         return out;
     }
+    if !index.entries.is_empty()
+        && let Some(problem) = overwritten(&view)
+    {
+        // Someone wrote over the file (prometheus_client grows a file before it writes
+        // past its end, so its `used` never exceeds the size): the values at the indexed
+        // offsets are not this file's. Its last good values stay, and once it is sane
+        // again its content is checked before the index is trusted.
+        *shrunk = true;
+        out.problems.push(problem);
+        return out;
+    }
     if *shrunk {
         // Grown back: a truncation undone keeps the index; other content (rewritten in
         // place by someone else) is framed afresh, with values from what it holds now.
@@ -544,6 +552,29 @@ fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -
         mapped.forget_mapping();
     }
     out
+}
+
+/// Why a file with entries indexed no longer reads as prometheus_client's: its header
+/// lost, or `used` beyond the file's end; a SQLite database copied over it says so.
+fn overwritten(view: &View<'_>) -> Option<FileProblem> {
+    if view.used.is_some_and(|u| u >= 0 && u as u64 <= view.size) {
+        return None;
+    }
+    let head = view.copy_out(HEADER_LEN, format::SQLITE_MAGIC.len()).ok()?;
+    Some(if head.starts_with(format::SQLITE_MAGIC) {
+        FileProblem::new(
+            Reason::Foreign,
+            "a SQLite database was written over the file; kept its last good values",
+        )
+    } else {
+        FileProblem::new(
+            Reason::UsedBeyondEof,
+            format!(
+                "the header now says used={:?} for a file of {} bytes (written over by something other than prometheus_client); kept its last good values",
+                view.used, view.size
+            ),
+        )
+    })
 }
 
 /// Values in place: loading stops at the first entry this read cannot reach (past the

@@ -63,6 +63,8 @@ pub struct Report {
     pub wiped: bool,
     /// Why compaction was skipped, if it was.
     pub skipped: Option<Skip>,
+    /// The previous tick was skipped for the same reason (say it once, count it always).
+    pub skip_repeated: bool,
     /// Files this tick took away from under their names (absorbed or deleted), by name
     /// and identity: the reader forgets them instead of keeping their last good values.
     pub retired: Vec<(String, FileId)>,
@@ -156,6 +158,8 @@ pub struct Lifecycle {
     settings: Settings,
     liveness: Liveness,
     dead: BTreeSet<String>,
+    /// Why the previous tick skipped compaction.
+    last_skip: Option<SkipReason>,
 }
 
 impl Lifecycle {
@@ -166,6 +170,7 @@ impl Lifecycle {
             liveness: Liveness::new(settings.liveness),
             settings,
             dead: BTreeSet::new(),
+            last_skip: None,
         }
     }
 
@@ -195,13 +200,38 @@ impl Lifecycle {
     /// # Errors
     /// As [`Lifecycle::tick`].
     pub fn tick_with(&mut self, at_start: bool, memory: &dyn Memory) -> io::Result<Report> {
+        let mut report = self.round(at_start, memory)?;
+        let reason = report.skipped.as_ref().map(|s| s.reason);
+        report.skip_repeated = reason.is_some() && reason == self.last_skip;
+        self.last_skip = reason;
+        Ok(report)
+    }
+
+    /// One tick's work ([`Lifecycle::tick_with`] adds what only a sequence of ticks knows).
+    fn round(&mut self, at_start: bool, memory: &dyn Memory) -> io::Result<Report> {
         let mut report = Report::default();
         // Never act through a symbolic link: it could name another directory.
         let Ok((dir, _)) = self.dir.get() else {
             return Ok(report);
         };
-        let modify = self.settings.compaction && self.settings.liveness != liveness::Mode::None;
-        let _lock = if modify { Some(lock_dir(&dir)?) } else { None };
+        let mut modify = self.settings.compaction && self.settings.liveness != liveness::Mode::None;
+        let _lock = match modify.then(|| lock_dir(&dir)).transpose() {
+            Ok(lock) => lock,
+            // A directory we may not write: liveness is still judged (dead writers' live
+            // gauges are left out of the output); only the changes are skipped.
+            Err(e) if is_denied(&e) => {
+                report.skipped = Some(Skip::new(
+                    SkipReason::NoWritePermission,
+                    format!(
+                        "cannot open the directory lock in {}: {e}",
+                        crate::model::Escaped::path(dir.path())
+                    ),
+                ));
+                modify = false;
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let mut pending = Absorptions::new();
         if modify {
             report.removed += recover(&dir, &mut pending)?;
@@ -437,6 +467,14 @@ fn group_by_pid(dir: &Dir, files: &[DbFile]) -> BTreeMap<String, Writer> {
         });
     }
     by_pid
+}
+
+/// Whether `e` says we may not write (a read-only mount, or no permission).
+fn is_denied(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied
+        || e.raw_os_error() == Some(libc::EROFS)
+        || e.raw_os_error() == Some(libc::EACCES)
+        || e.raw_os_error() == Some(libc::EPERM)
 }
 
 /// Takes the directory lock, waiting for the shim if it holds it.

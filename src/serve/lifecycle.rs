@@ -73,7 +73,7 @@ fn log_round(report: &Report) {
             "compacted dead writers"
         );
     }
-    if let Some(skip) = &report.skipped {
+    if let Some(skip) = report.skipped.as_ref().filter(|_| !report.skip_repeated) {
         tracing::warn!(
             reason = skip.reason.as_str(),
             "compaction skipped: {}",

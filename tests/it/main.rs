@@ -60,6 +60,10 @@ mod lifecycle;
 /// Crash safety of compaction.
 mod crash;
 
+/// The fault suite of DESIGN section 7: every fault through one checker, each ending
+/// with the output `MultiProcessCollector` gives and nothing outside the directory touched.
+mod fault_suite;
+
 /// Helpers of the lifecycle and crash tests.
 mod pool;
 

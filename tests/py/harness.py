@@ -9,6 +9,11 @@ Run inside the pinned virtualenv that the Rust tests provision (see tests/it/uti
   harness.py check JSON                 for each [dir, text file, om file] in the JSON list,
                                         compare our output with
                                         MultiProcessCollector.merge(sorted files); prints JSON
+  harness.py looping-worker DIR         one worker updating every file kind in a tight loop
+                                        (adding series as it goes) until killed
+  harness.py resume-worker DIR K        one worker that waits for a line on stdin, then
+                                        records full_mix(K) into its pid's files (resuming
+                                        files that already carry its pid), says "done"
 
 Workers are real processes: the parent sets PROMETHEUS_MULTIPROC_DIR before importing
 prometheus_client and forks; each child creates its metrics after the fork (so its files
@@ -24,7 +29,8 @@ import random
 import sys
 
 if len(sys.argv) >= 3 and sys.argv[1] in ("case", "live-workers", "pool", "churn",
-                                          "locked-worker", "reuse-writer"):
+                                          "locked-worker", "reuse-writer", "looping-worker",
+                                          "resume-worker"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[2]
 elif len(sys.argv) >= 3 and sys.argv[1] == "random":
     # Must be present at import so prometheus_client picks multiprocess values;
@@ -694,6 +700,40 @@ def locked_worker(d):
         time.sleep(1)
 
 
+def looping_worker(d):
+    """A worker that says "ready PID" and then updates its counter, histogram, summary
+    and gauges (three modes) without pause, adding a new labelled series every 20
+    rounds for the first 10,000 rounds (so entries are appended while it runs too),
+    until it is killed."""
+    c = Counter("loop_requests", "Requests.", ["k"], registry=None)
+    h = Histogram("loop_latency_seconds", "Latency.", registry=None, buckets=[0.1, 1])
+    s = Summary("loop_size_bytes", "Size.", registry=None)
+    g_sum = Gauge("loop_g_livesum", "Live sum.", multiprocess_mode="livesum", registry=None)
+    g_max = Gauge("loop_g_max", "Max.", multiprocess_mode="max", registry=None)
+    g_all = Gauge("loop_g_all", "All.", multiprocess_mode="all", registry=None)
+    c.labels("k0").inc()
+    print("ready", os.getpid(), flush=True)
+    i = 0
+    while True:
+        i += 1
+        c.labels(f"k{(i // 20) % 500}").inc()
+        h.observe((i % 13) * 0.1)
+        s.observe(i % 7)
+        g_sum.set(i % 100)
+        g_max.set(i)
+        g_all.inc()
+
+
+def resume_worker(d, k):
+    """Says "ready PID", waits for a line on stdin, records full_mix(k) (prometheus_client
+    resumes files that already carry this pid), says "done" and waits for stdin to end."""
+    print("ready", os.getpid(), flush=True)
+    sys.stdin.readline()
+    full_mix(k)
+    print("done", flush=True)
+    sys.stdin.read()
+
+
 def reuse(d, binary, write):
     """In a fresh pid namespace (we are pid 1): with `write`, resume counter_1.db and add
     5 (a new process that reuses the pid of the file's writer); without, leave the files
@@ -735,6 +775,10 @@ def main():
         churn(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "locked-worker":
         locked_worker(sys.argv[2])
+    elif cmd == "looping-worker":
+        looping_worker(sys.argv[2])
+    elif cmd == "resume-worker":
+        resume_worker(sys.argv[2], int(sys.argv[3]))
     elif cmd in ("reuse-writer", "reuse-idle"):
         reuse(sys.argv[2], sys.argv[3], cmd == "reuse-writer")
     elif cmd == "mark-dead":
