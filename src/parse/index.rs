@@ -225,7 +225,9 @@ fn check_header(
     } else if end < used_len {
         problems.push(FileProblem::new(
             Reason::TooLarge,
-            format!("used={used_len} exceeds the per-file limit; read the first {end} bytes"),
+            format!(
+                "used={used_len} exceeds the read limit (per file, or what is left of the per-directory one); read the first {end} bytes"
+            ),
         ));
     }
     Some(end)

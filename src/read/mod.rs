@@ -26,6 +26,11 @@ pub mod mmap;
 /// 2 GiB, the range of `used`); protects memory from a hostile or broken file.
 pub const DEFAULT_FILE_LIMIT: u64 = 1 << 30;
 
+/// Default bound on the bytes indexed from all files of a directory together: memory
+/// follows what is indexed (about 8x the file bytes at worst, for the shortest entries),
+/// so many files each under the per-file bound cannot add up without bound either.
+pub const DEFAULT_DIR_LIMIT: u64 = 4 << 30;
+
 /// Reading one file failed; nothing of it can be used.
 #[derive(Debug, Error)]
 pub enum ReadError {

@@ -22,18 +22,22 @@ use crate::compact::archive::ARCHIVE_PID;
 use crate::compact::{Ghost, Memory, Report, WIPE_MARKER};
 use crate::dir::FileId;
 use crate::dir::{Dir, Held};
-use crate::format::{self, HEADER_LEN};
+use crate::format::HEADER_LEN;
 use crate::merge::{FileView, Merger};
 use crate::model::{Family, FileIssue, FileKind, FileProblem, Reason};
 use crate::parse::{FileIndex, KeyTable};
-use crate::read::mmap::{MappedFile, View};
+use crate::read::mmap::MappedFile;
 use crate::scan::{self, DbFile, ScanError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+mod refresh;
+
+use refresh::{Refreshed, refresh};
 
 /// How long a file may stay zero-length after it was created before that is a problem:
 /// prometheus_client creates a file and sizes it a moment later, so every new worker's
@@ -89,6 +93,8 @@ pub struct Pass {
 pub struct Collector {
     dir: Held,
     limit: u64,
+    /// Bytes indexed from all files together, at most.
+    dir_limit: u64,
     keys: KeyTable,
     files: BTreeMap<OsString, Tracked>,
     merger: Merger,
@@ -116,6 +122,7 @@ impl Collector {
         Collector {
             dir: Held::new(dir),
             limit: crate::read::DEFAULT_FILE_LIMIT,
+            dir_limit: crate::read::DEFAULT_DIR_LIMIT,
             keys: KeyTable::default(),
             files: BTreeMap::new(),
             merger: Merger::default(),
@@ -137,6 +144,13 @@ impl Collector {
         self
     }
 
+    /// Bounds the bytes indexed from all files together (beyond it, files stop growing
+    /// in our index and say so, `too_large`).
+    pub fn with_dir_limit(mut self, limit: u64) -> Collector {
+        self.dir_limit = limit;
+        self
+    }
+
     /// The directory being read.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -148,6 +162,7 @@ impl Collector {
         let budget = self.fd_budget;
         *self = Collector::new(self.dir.path())
             .with_file_limit(self.limit)
+            .with_dir_limit(self.dir_limit)
             .with_fd_budget(budget);
     }
 
@@ -252,12 +267,24 @@ impl Collector {
         // The first `fd_budget` files (in name order) stay open between passes; the
         // rest are opened, read whole and closed each pass.
         let mut kept = 0usize;
+        let indexed: u64 = self
+            .files
+            .values()
+            .chain(&self.ghosts)
+            .map(|t| t.index.parsed_to() as u64)
+            .sum();
+        let mut left = self.dir_limit.saturating_sub(indexed);
         for file in listing.files {
             let name = file.name.clone();
             let found = match track(&mut self.files, &dir, file) {
                 Ok(tracked) => {
                     let cold = kept >= self.fd_budget;
-                    let found = refresh(tracked, self.limit, &mut self.keys, cold);
+                    // What this file has indexed, and its share of what is left.
+                    let before = tracked.index.parsed_to() as u64;
+                    let limit = self.limit.min(before.saturating_add(left));
+                    let found = refresh(tracked, limit, &mut self.keys, cold);
+                    left = left
+                        .saturating_sub((tracked.index.parsed_to() as u64).saturating_sub(before));
                     if cold {
                         tracked.mapped = None;
                     } else {
@@ -405,237 +432,43 @@ fn track<'a>(
         .ok_or_else(|| FileProblem::new(Reason::Vanished, "the file vanished"))
 }
 
-/// What a refresh of one file found.
-struct Refreshed {
-    problems: Vec<FileProblem>,
-    /// The file is empty but too new for that to be a problem.
-    young: bool,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::write::DbWriter;
 
-/// Whether a file last changed at `changed` is within [`YOUNG_GRACE`] of now.
-/// A change time in the future (the clock stepped back) is not young: the grace must
-/// not hide a file for longer than it says.
-fn is_young(changed: Option<SystemTime>) -> bool {
-    changed.is_some_and(|c| {
-        SystemTime::now()
-            .duration_since(c)
-            .is_ok_and(|age| age < YOUNG_GRACE)
-    })
-}
-
-/// Checks the file, indexes what is new, and reloads the values of all its entries. A
-/// `cold` file (closed again after this pass) is read whole with `pread`, not mapped.
-fn refresh(tracked: &mut Tracked, limit: u64, keys: &mut KeyTable, cold: bool) -> Refreshed {
-    let mut out = Refreshed {
-        problems: Vec::new(),
-        young: false,
-    };
-    let Tracked {
-        mapped,
-        index,
-        values,
-        generation,
-        shrunk,
-        ..
-    } = tracked;
-    let Some(mapped) = mapped.as_mut() else {
-        return out;
-    };
-    // Any error keeps the last good values: a transient error must not drop counters.
-    let view = match mapped.refresh(limit, !cold) {
-        Ok(view) => view,
-        Err(err) => {
-            out.problems.push(err.into());
-            return out;
-        }
-    };
-    // Young only if nothing was ever read from it: a truncation also changes the time.
-    if view.size == 0 && index.entries.is_empty() && is_young(view.changed) {
-        out.young = true;
-        return out;
-    }
-    if view.len < index.parsed_to() && !index.entries.is_empty() {
-        // prometheus_client never shrinks a file, and a replaced file has a new identity:
-        // someone truncated this one. Its last good values stay (a counter must not
-        // drop) until it grows back or vanishes.
-        *shrunk = true;
-        out.problems.push(FileProblem::new(
-            Reason::Shrunk,
-            format!(
-                "the file shrank to {} readable bytes, below the {} already read; kept its last good values",
-                view.len,
-                index.parsed_to()
-            ),
-        ));
-        return out;
-    }
-    if !index.entries.is_empty()
-        && let Some(problem) = overwritten(&view)
-    {
-        // Someone wrote over the file (prometheus_client grows a file before it writes
-        // past its end, so its `used` never exceeds the size): the values at the indexed
-        // offsets are not this file's. Its last good values stay, and once it is sane
-        // again its content is checked before the index is trusted.
-        *shrunk = true;
-        out.problems.push(problem);
-        return out;
-    }
-    if *shrunk {
-        // Grown back: a truncation undone keeps the index; other content (rewritten in
-        // place by someone else) is framed afresh, with values from what it holds now.
-        let bytes = match view.copy_out(HEADER_LEN, view.len) {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                out.problems.push(err.into());
-                return out;
-            }
-        };
-        match index.agrees_with(&bytes, keys) {
-            None => return out,
-            Some(true) => {}
-            Some(false) => {
-                *index = FileIndex::new();
-                values.clear();
-                *generation = next_generation();
+    #[test]
+    fn test_issue_9_the_directory_limit_bounds_what_all_files_index_together() {
+        let d = tempfile::tempdir().unwrap();
+        for pid in ["1", "2", "3"] {
+            let mut w = DbWriter::open(&d.path().join(format!("counter_{pid}.db"))).unwrap();
+            for i in 0..100 {
+                w.set_sample("c", "c_total", &[("i", &i.to_string())], "h", 1.0, 0.0)
+                    .unwrap();
             }
         }
-        *shrunk = false;
+        let one = std::fs::read(d.path().join("counter_1.db")).unwrap();
+        let used = crate::format::used(&one).unwrap() as u64;
+        // Room for two files and a half: the third stops where the limit does.
+        let mut c = Collector::new(d.path()).with_dir_limit(used * 5 / 2);
+        let pass = c.collect(&BTreeSet::new()).unwrap();
+        assert!(
+            pass.entries >= 240 && pass.entries < 300,
+            "{}",
+            pass.entries
+        );
+        let over: Vec<_> = pass
+            .issues
+            .iter()
+            .filter(|i| i.reason() == Reason::TooLarge)
+            .collect();
+        assert_eq!(over.len(), 1, "{:?}", pass.issues);
+        assert!(
+            over[0].detail().contains("per-directory"),
+            "{}",
+            over[0].detail()
+        );
+        // Steady: the next pass indexes nothing more and loses nothing.
+        assert_eq!(c.collect(&BTreeSet::new()).unwrap().entries, pass.entries);
     }
-    // Only the header and the part not indexed yet are copied out and parsed; the rest
-    // of the buffer stays untouched zero pages.
-    // A cold file has no mapping to load values from: copy all of it.
-    let from = if cold { HEADER_LEN } else { index.parsed_to() };
-    // Only new bytes need the hole check (one `lseek` per file that grew).
-    let to = if view.len > from {
-        view.data_end(from)
-    } else {
-        view.len
-    };
-    let sparse = to < view.len;
-    if sparse {
-        out.problems.push(FileProblem::new(
-            Reason::Sparse,
-            format!(
-                "used={} but the file holds no data from byte {to} on (a hole); read up to it",
-                view.len
-            ),
-        ));
-    }
-    let bytes = match view.copy_out(from, to) {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            out.problems.push(err.into());
-            return out;
-        }
-    };
-    let found = index.update(&bytes, view.used, view.size, keys);
-    // The read stops at the hole, not at the per-file limit: say it once, as sparse.
-    out.problems.extend(
-        found
-            .into_iter()
-            .filter(|p| !(sparse && p.reason == Reason::TooLarge)),
-    );
-    let zeroed = load_values(index, values, &view, &bytes, from <= HEADER_LEN);
-    if !zeroed.is_empty() && restore_zeroed(index, values, &view, zeroed) {
-        *shrunk = true;
-        out.problems.push(FileProblem::new(
-            Reason::Shrunk,
-            "the file was truncated while being read; kept its last good values",
-        ));
-    }
-    if view.faulted() {
-        *shrunk = true;
-        out.problems.push(FileProblem::new(
-            Reason::Shrunk,
-            "the file was truncated while being read; kept its last good values",
-        ));
-        mapped.forget_mapping();
-    }
-    out
-}
-
-/// Why a file with entries indexed no longer reads as prometheus_client's: its header
-/// lost, or `used` beyond the file's end; a SQLite database copied over it says so.
-fn overwritten(view: &View<'_>) -> Option<FileProblem> {
-    if view.used.is_some_and(|u| u >= 0 && u as u64 <= view.size) {
-        return None;
-    }
-    let head = view.copy_out(HEADER_LEN, format::SQLITE_MAGIC.len()).ok()?;
-    Some(if head.starts_with(format::SQLITE_MAGIC) {
-        FileProblem::new(
-            Reason::Foreign,
-            "a SQLite database was written over the file; kept its last good values",
-        )
-    } else {
-        FileProblem::new(
-            Reason::UsedBeyondEof,
-            format!(
-                "the header now says used={:?} for a file of {} bytes (written over by something other than prometheus_client); kept its last good values",
-                view.used, view.size
-            ),
-        )
-    })
-}
-
-/// Values in place: loading stops at the first entry this read cannot reach (past the
-/// readable length, or a load that faulted), and that entry and the rest keep their last
-/// good values. A full copy was just made for a fresh index (`fresh`): read its values
-/// from the copy, and leave the mapping's pages to be faulted in by the next pass.
-fn load_values(
-    index: &FileIndex,
-    values: &mut Vec<(f64, f64)>,
-    view: &View<'_>,
-    bytes: &[u8],
-    fresh: bool,
-) -> Vec<(usize, (f64, f64))> {
-    // Entries that read as all zeros where they held something: what a truncation inside
-    // a page looks like (no fault, zeros), kept to be undone if the file did shrink.
-    let mut zeroed = Vec::new();
-    for (i, e) in index.entries.iter().enumerate() {
-        let off = e.value_offset as usize;
-        let loaded = if fresh {
-            format::value_at(bytes, off)
-        } else {
-            view.value_at(off)
-        };
-        let Some(v) = loaded else {
-            break;
-        };
-        match values.get_mut(i) {
-            Some(slot) => {
-                if v == (0.0, 0.0) && *slot != v {
-                    zeroed.push((i, *slot));
-                }
-                *slot = v;
-            }
-            None => values.push(v),
-        }
-    }
-    zeroed
-}
-
-/// Undoes the zeros of `zeroed` that were not the file's: past its end now (it shrank
-/// during the pass), or no longer zero when read again with `pread` (a truncation that
-/// was undone before this check); returns whether any were undone.
-fn restore_zeroed(
-    index: &FileIndex,
-    values: &mut [(f64, f64)],
-    view: &View<'_>,
-    zeroed: Vec<(usize, (f64, f64))>,
-) -> bool {
-    let Some(size) = view.size_now() else {
-        return false;
-    };
-    let mut undone = false;
-    for (i, previous) in zeroed {
-        let offset = index.entries[i].value_offset as usize;
-        if offset as u64 + 16 > size {
-            values[i] = previous;
-            undone = true;
-        } else if let Some(now) = view.value_by_pread(offset).filter(|v| *v != (0.0, 0.0)) {
-            values[i] = now;
-            undone = true;
-        }
-    }
-    undone
 }
