@@ -72,3 +72,6 @@ mod shim;
 
 /// Real Gunicorn and uWSGI pools with the shim and the sidecar.
 mod pools;
+
+/// docs/migration.md, followed step by step.
+mod migration;

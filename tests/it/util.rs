@@ -300,7 +300,6 @@ impl Server {
         }
     }
 
-    /// `http://ADDR`.
     /// The sidecar on `dir` with /proc liveness and a lifecycle round every 200 ms: dead
     /// writers' files are compacted soon after they die.
     pub fn compacting(dir: &Path) -> Server {
@@ -315,6 +314,7 @@ impl Server {
         ])
     }
 
+    /// `http://ADDR`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
