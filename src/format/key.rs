@@ -97,7 +97,7 @@ pub fn decode(raw: &[u8]) -> Result<Key, KeyError> {
         ) => Ok(Key {
             metric,
             name,
-            labels: sort_labels(labels),
+            labels,
             help,
         }),
         (Some(Item::Str(_)), Some(Item::Str(_)), Some(Item::Obj(_)), None, None)
@@ -114,10 +114,10 @@ pub fn decode(raw: &[u8]) -> Result<Key, KeyError> {
 }
 
 /// Sorts by name and keeps the last of repeated names.
-fn sort_labels(mut labels: Vec<(String, String)>) -> Vec<(String, String)> {
+fn sort_labels<V>(mut labels: Vec<(String, V)>) -> Vec<(String, V)> {
     // A stable sort keeps repeats in input order; keep the last of each run.
     labels.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<(String, String)> = Vec::with_capacity(labels.len());
+    let mut out: Vec<(String, V)> = Vec::with_capacity(labels.len());
     for pair in labels {
         match out.last_mut() {
             Some(last) if last.0 == pair.0 => *last = pair,
@@ -130,8 +130,9 @@ fn sort_labels(mut labels: Vec<(String, String)>) -> Vec<(String, String)> {
 /// A member of the key array, reduced to what decides the shape.
 enum Item {
     Str(String),
+    /// An object of string values, sorted by name, repeats resolved.
     Obj(Vec<(String, String)>),
-    /// An object with a non-string value.
+    /// An object with a non-string value (once repeats are resolved).
     BadObj,
     /// An array of strings (pre-0.4 label names / values).
     StrList,
@@ -199,12 +200,12 @@ impl Parser<'_> {
 
     fn object(&mut self) -> Result<Item, KeyError> {
         self.expect(b'{', "expected '{'")?;
-        let mut pairs = Vec::new();
-        let mut all_strings = true;
+        // `None` for a value that is not a string.
+        let mut pairs: Vec<(String, Option<String>)> = Vec::new();
         self.ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(Item::Obj(pairs));
+            return Ok(Item::Obj(Vec::new()));
         }
         loop {
             self.ws();
@@ -217,10 +218,10 @@ impl Parser<'_> {
             self.ws();
             if self.peek() == Some(b'"') {
                 let value = self.string()?.into_owned();
-                pairs.push((name, value));
+                pairs.push((name, Some(value)));
             } else {
                 self.value()?;
-                all_strings = false;
+                pairs.push((name, None));
             }
             self.ws();
             match self.next() {
@@ -229,11 +230,13 @@ impl Parser<'_> {
                 _ => return Err(self.err("expected ',' or '}' in an object")),
             }
         }
-        Ok(if all_strings {
-            Item::Obj(pairs)
-        } else {
-            Item::BadObj
-        })
+        // As in the Python dict that `json.loads` builds, a repeated name keeps only its
+        // last value, so an overwritten value that is not a string does not count.
+        let labels: Option<Vec<(String, String)>> = sort_labels(pairs)
+            .into_iter()
+            .map(|(n, v)| Some((n, v?)))
+            .collect();
+        Ok(labels.map_or(Item::BadObj, Item::Obj))
     }
 
     /// Parses an array; returns whether every member is a string.
@@ -325,13 +328,18 @@ impl Parser<'_> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
-        let int_start = self.pos;
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.pos += 1;
-        }
-        if self.pos == int_start {
-            self.pos = start;
-            return Err(self.err("expected a JSON value"));
+        // As Python's `json` number grammar: `0` or a digit string without a leading zero.
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                while matches!(self.peek(), Some(b'0'..=b'9')) {
+                    self.pos += 1;
+                }
+            }
+            _ => {
+                self.pos = start;
+                return Err(self.err("expected a JSON value"));
+            }
         }
         if self.peek() == Some(b'.') {
             self.pos += 1;
@@ -564,6 +572,42 @@ mod tests {
             k.labels,
             vec![("b".into(), "2".into()), ("x".into(), "3".into())]
         );
+    }
+
+    #[test]
+    fn test_issue_9_a_repeated_label_counts_by_its_last_value() {
+        // json.loads gives {"x": "2"}: the first value is overwritten. It was refused as
+        // not a string. Seen while writing the fuzz target `key`, which aborts on it (the
+        // decoder and serde_json disagreed).
+        let k = decode(br#"["a", "a", {"x": 1, "x": "2"}, "h"]"#).unwrap();
+        assert_eq!(k.labels, vec![("x".into(), "2".into())]);
+        // json.loads gives {"x": 1}: a label value that is not a string.
+        assert!(matches!(
+            decode(br#"["a", "a", {"x": "2", "x": 1}, "h"]"#),
+            Err(KeyError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn numbers_follow_python_json() {
+        // json.loads refuses a leading zero ("Expecting ',' delimiter"), accepts NaN.
+        for ok in [
+            &br#"["a", "a", {"x": 0, "x": "1"}, ""]"#[..],
+            br#"["a", "a", {"x": -10.5e+3, "x": "1"}, ""]"#,
+            br#"["a", "a", {"x": NaN, "x": "1"}, ""]"#,
+        ] {
+            assert!(decode(ok).is_ok(), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [
+            &br#"["a", "a", {"x": 01, "x": "1"}, ""]"#[..],
+            br#"["a", "a", {"x": -01, "x": "1"}, ""]"#,
+        ] {
+            assert!(
+                matches!(decode(bad), Err(KeyError::Json { .. })),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -23,8 +23,15 @@ pub struct Indexed {
 pub struct FileIndex {
     /// Entries in file order.
     pub entries: Vec<Indexed>,
-    /// Entries in `[8, parsed_to)` are framed; framing resumes here.
-    parsed_to: usize,
+    /// Entries in `[8, framed_to)` are framed; framing resumes here.
+    framed_to: usize,
+    /// While the file may still be a pre-0.18 one: `[8, p)` frames cleanly with 8-byte
+    /// values and keys of a known shape, and that walk resumes at `p`. `None` once a read
+    /// of the whole `used` rules the old layout out. Kept as a walk of its own, not
+    /// decided from one read, because a read cut short (a concurrent truncation, a hole,
+    /// the per-file limit) can make a current file look old and hide an old file's last
+    /// entry, and a mapped file's later reads no longer hold the bytes already framed.
+    old_walk: Option<usize>,
     /// The file was written by prometheus_client < 0.18 and is skipped whole.
     old_format: bool,
     /// Entries skipped so far for a bad key, and the first of them (reason, offset,
@@ -38,7 +45,8 @@ impl FileIndex {
     pub fn new() -> FileIndex {
         FileIndex {
             entries: Vec::new(),
-            parsed_to: HEADER_LEN,
+            framed_to: HEADER_LEN,
+            old_walk: Some(HEADER_LEN),
             old_format: false,
             bad_keys: 0,
             first_bad: None,
@@ -60,9 +68,12 @@ impl FileIndex {
         ))
     }
 
-    /// Offset up to which entries are framed.
+    /// Offset up to which the file is known: entries are framed up to here, and a later
+    /// update needs only the header and the bytes from here on (the rest may be zeros).
+    /// Behind the framing while the old-layout walk is behind it and undecided.
     pub fn parsed_to(&self) -> usize {
-        self.parsed_to
+        self.old_walk
+            .map_or(self.framed_to, |p| p.min(self.framed_to))
     }
 
     /// Whether `bytes` (a file's `[0, len)`) still frames, up to what was indexed, the
@@ -70,11 +81,11 @@ impl FileIndex {
     /// indexed (a truncation undone) or other content (rewritten). `None` when `bytes`
     /// does not reach that far.
     pub fn agrees_with(&self, bytes: &[u8], keys: &KeyTable) -> Option<bool> {
-        if bytes.len() < self.parsed_to {
+        if bytes.len() < self.framed_to {
             return None;
         }
         let mut expected = self.entries.iter().peekable();
-        for frame in walk(bytes, HEADER_LEN, self.parsed_to, VALUE_LEN) {
+        for frame in walk(bytes, HEADER_LEN, self.framed_to, VALUE_LEN) {
             let Ok(e) = frame else {
                 return Some(false);
             };
@@ -96,7 +107,11 @@ impl FileIndex {
     /// Frames what is new in `bytes` (the file's `[0, min(used, size))`).
     ///
     /// `declared_used` and `size` come from the read; problems are returned with a
-    /// sentence naming offsets. Entries framed so far stay valid whatever happens.
+    /// sentence naming offsets. Entries framed so far stay valid whatever happens, and
+    /// the index does not depend on how the file's growth was split into reads: a file
+    /// read in two updates (the second holding only the header and the bytes from
+    /// [`parsed_to`](Self::parsed_to) on) is indexed as if read once, whole (the fuzz
+    /// target `fuzz/src/bin/file.rs` checks this).
     pub fn update(
         &mut self,
         bytes: &[u8],
@@ -109,11 +124,21 @@ impl FileIndex {
             problems.push(old_format());
             return problems;
         }
-        let Some(used) = check_header(bytes, declared_used, size, &mut problems) else {
+        let Some((end, used)) = check_header(bytes, declared_used, size, &mut problems) else {
             return problems;
         };
+        // Only a read of all of `used` can show that a file is old, or that it is not.
+        let whole = end >= used;
+        self.walk_old_layout(bytes, whole);
         let framed = self.frame(bytes, keys);
-        if framed.stopped.is_some() && frames_as_old_format(bytes, used) {
+        // An old file frames at most one entry with 16-byte values: the first misread
+        // value runs into the next entry's key, whose text read as a length is hundreds
+        // of megabytes. Two frames rule it out (and bound how far the old-layout walk
+        // can hold `parsed_to` back).
+        if self.entries.len() + self.bad_keys > 1 {
+            self.old_walk = None;
+        }
+        if framed.stopped.is_some() && whole && self.old_walk == Some(end) && end > HEADER_LEN {
             self.entries.clear();
             self.old_format = true;
             problems.push(old_format());
@@ -124,10 +149,27 @@ impl FileIndex {
         problems
     }
 
+    /// Extends the old-layout walk over `bytes`. A pre-0.18 writer leaves `used` where
+    /// an entry with an 8-byte value ends, so in a read of the whole `used` the walk
+    /// reaches the end, or the file is not old; a read cut short leaves it waiting at the
+    /// frame that the cut tore.
+    fn walk_old_layout(&mut self, bytes: &[u8], whole: bool) {
+        let Some(mut at) = self.old_walk else { return };
+        for frame in walk(bytes, at, bytes.len(), OLD_VALUE_LEN) {
+            let Ok(e) = frame else { break };
+            if !matches!(key::decode(e.key), Ok(_) | Err(KeyError::OldShape)) {
+                self.old_walk = None;
+                return;
+            }
+            at = e.end;
+        }
+        self.old_walk = (!whole || at >= bytes.len()).then_some(at);
+    }
+
     /// Frames entries from where the last update stopped up to the end of `bytes`.
     fn frame(&mut self, bytes: &[u8], keys: &mut KeyTable) -> Framed {
         let mut out = Framed::default();
-        let mut frames = walk(bytes, self.parsed_to, bytes.len(), VALUE_LEN);
+        let mut frames = walk(bytes, self.framed_to, bytes.len(), VALUE_LEN);
         for frame in frames.by_ref() {
             match frame {
                 Ok(e) => match keys.intern(e.key) {
@@ -147,7 +189,7 @@ impl FileIndex {
                 Err(w) => out.stopped = Some(w),
             }
         }
-        self.parsed_to = out.stopped.map_or(frames.position(), |w| w.offset());
+        self.framed_to = out.stopped.map_or(frames.position(), |w| w.offset());
         out
     }
 }
@@ -177,13 +219,14 @@ impl Framed {
     }
 }
 
-/// Judges the header against the file; returns `used` when there are entries to frame.
+/// Judges the header against the file; returns the end of the bytes and `used` when
+/// there are entries to frame.
 fn check_header(
     bytes: &[u8],
     declared_used: Option<i32>,
     size: u64,
     problems: &mut Vec<FileProblem>,
-) -> Option<usize> {
+) -> Option<(usize, usize)> {
     let Some(used) = declared_used else {
         let what = if size == 0 {
             "zero-length file".to_owned()
@@ -230,7 +273,7 @@ fn check_header(
             ),
         ));
     }
-    Some(end)
+    Some((end, used_len))
 }
 
 fn old_format() -> FileProblem {
@@ -246,22 +289,6 @@ fn key_reason(err: &KeyError) -> Reason {
         KeyError::Json { .. } => Reason::BadJson,
         KeyError::Shape(_) | KeyError::OldShape => Reason::BadKey,
     }
-}
-
-/// Whether the whole of `bytes[8..end]` frames cleanly with 8-byte values and keys of
-/// the old or current shape: the signature of a pre-0.18 file, which the 16-byte walk
-/// cannot frame.
-fn frames_as_old_format(bytes: &[u8], end: usize) -> bool {
-    let mut framed = 0usize;
-    let mut w = walk(bytes, HEADER_LEN, end, OLD_VALUE_LEN);
-    for frame in w.by_ref() {
-        let Ok(e) = frame else { return false };
-        match key::decode(e.key) {
-            Ok(_) | Err(KeyError::OldShape) => framed += 1,
-            Err(_) => return false,
-        }
-    }
-    framed > 0 && w.position() == end
 }
 
 #[cfg(test)]
@@ -373,6 +400,53 @@ mod tests {
         let again = update(&mut idx, &b, &mut keys);
         assert_eq!(again.len(), 1, "the skipped entry is still skipped");
         assert_eq!(again[0].0, Reason::BadJson);
+    }
+
+    /// A summary file written by prometheus_client 0.26 (two entries, little-endian),
+    /// and the same summary written by 0.17 (8-byte values): fuzz/seeds/file/summary_8.db
+    /// and old-summary_8.db, the inputs on which the fuzz target `file` found both
+    /// issues below.
+    const SUMMARY_0_26: &[u8] = b"\x98\x00\x00\x00\x00\x00\x00\x000\x00\x00\x00[\"size_bytes\", \"size_bytes_count\", {}, \"Sizes.\"]    \x00\x00\x00\x00\x00\x00\xf0?\x00\x00\x00\x00\x00\x00\x00\x00.\x00\x00\x00[\"size_bytes\", \"size_bytes_sum\", {}, \"Sizes.\"]      \x00\x00\x00\x00\x00\xb0\x9f@\x00\x00\x00\x00\x00\x00\x00\x00";
+    const SUMMARY_0_17: &[u8] = b"\x88\x00\x00\x00\x00\x00\x00\x000\x00\x00\x00[\"size_bytes\", \"size_bytes_count\", {}, \"Sizes.\"]    \x00\x00\x00\x00\x00\x00\xf0?.\x00\x00\x00[\"size_bytes\", \"size_bytes_sum\", {}, \"Sizes.\"]      \x00\x00\x00\x00\x00\xb0\x9f@";
+
+    /// Passes `file[..cut]` (a read cut short: the header says more), then all of it as a
+    /// mapped file's next read brings it: the header and the bytes from `parsed_to` on.
+    fn short_then_whole(file: &[u8], cut: usize) -> (FileIndex, Vec<(Reason, String)>) {
+        let mut keys = KeyTable::default();
+        let mut idx = FileIndex::new();
+        idx.update(&file[..cut], used_of(file), file.len() as u64, &mut keys);
+        let mut next = file.to_vec();
+        next[HEADER_LEN..idx.parsed_to()].fill(0);
+        let issues = update(&mut idx, &next, &mut keys);
+        (idx, issues)
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn test_issue_9_a_short_read_never_makes_a_current_file_old() {
+        // Cut 8 bytes before the first entry ends, the first entry frames as an old one
+        // and the file was skipped as old format for good.
+        let (idx, issues) = short_then_whole(SUMMARY_0_26, 72);
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(idx.entries.len(), 2);
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn test_issue_9_an_old_file_read_short_first_is_still_skipped_whole() {
+        // A first read that tears the second (old) entry could not tell the file was
+        // old, and the next read no longer held the first entry: one misframed entry
+        // (its timestamp made of the next key's bytes) was served for good.
+        let (idx, issues) = short_then_whole(SUMMARY_0_17, 100);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].0, Reason::OldFormat);
+        assert!(idx.entries.is_empty());
+        let mut keys = KeyTable::default();
+        let mut whole = FileIndex::new();
+        assert_eq!(
+            update(&mut whole, SUMMARY_0_17, &mut keys)[0].0,
+            Reason::OldFormat
+        );
     }
 
     #[test]

@@ -158,17 +158,25 @@ pub(crate) fn read_header(file: &File, size: u64, limit: u64) -> Result<Header, 
         });
     }
     let used = format::used(&bytes).unwrap_or(0);
-    let want = u64::try_from(used.max(0))
-        .unwrap_or(0)
-        .min(size)
-        .min(limit)
-        .max(HEADER_LEN as u64);
-    let want = usize::try_from(want).unwrap_or(usize::MAX);
+    let want = readable_len(used, size, limit);
     Ok(Header {
         bytes,
         got,
         used: Some((used, want)),
     })
+}
+
+/// How many bytes of a file with a whole header are read: `min(used, size, limit)`, and
+/// at least the header (a negative `used` counts as zero). Public and pure so that the
+/// fuzz targets in `fuzz/` hand the parser exactly the bytes a read of the same content
+/// would, without a file per input.
+pub fn readable_len(used: i32, size: u64, limit: u64) -> usize {
+    let want = u64::try_from(used.max(0))
+        .unwrap_or(0)
+        .min(size)
+        .min(limit)
+        .max(HEADER_LEN as u64);
+    usize::try_from(want).unwrap_or(usize::MAX)
 }
 
 /// Where the data from `from` ends, at most `len`: the first hole at or after `from`.

@@ -167,6 +167,10 @@ impl Ctx {
         let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
         let server = Server::start_with(&prefix, &args);
         server.wait_ready();
+        // A new sidecar process counts its own metrics from zero; the pool's counts must
+        // carry on.
+        self.last_counts
+            .retain(|h, _| !h.starts_with("multiproc_exporter_"));
         self.server = Some(server);
     }
 
