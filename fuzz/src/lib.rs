@@ -14,11 +14,11 @@
 //! Only the crate's public API is used, so a check cannot depend on how the parser
 //! works inside, only on what it promises.
 
-use multiproc_exporter::collect::DEFAULT_FILE_LIMIT;
 use multiproc_exporter::format::{self, HEADER_LEN, OLD_VALUE_LEN, VALUE_LEN, key};
 use multiproc_exporter::model::{FileProblem, Reason};
 use multiproc_exporter::parse::{FileIndex, KeyTable, Le};
 use multiproc_exporter::read;
+use multiproc_exporter::read::DEFAULT_FILE_LIMIT;
 
 /// What the read stage hands the parser for a file holding `file`.
 struct Snapshot<'a> {
