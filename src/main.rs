@@ -152,7 +152,7 @@ fn compact_once(compact: Compact) -> anyhow::Result<()> {
         );
     }
     println!(
-        "evidence={} alive={} dead={} unknown={} absorbed={} removed={} wiped={} skipped={}",
+        "evidence={} alive={} dead={} unknown={} absorbed={} removed={} wiped={} skipped={} compactable={}",
         lifecycle.evidence(),
         report.alive,
         report.dead,
@@ -160,7 +160,8 @@ fn compact_once(compact: Compact) -> anyhow::Result<()> {
         report.absorbed,
         report.removed,
         report.wiped,
-        report.skipped.as_ref().map_or("no", |s| s.reason.as_str())
+        report.skipped.as_ref().map_or("no", |s| s.reason.as_str()),
+        report.compactable
     );
     Ok(())
 }

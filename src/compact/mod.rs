@@ -68,6 +68,12 @@ pub struct Report {
     pub skipped: Option<Skip>,
     /// The previous tick was skipped for the same reason (say it once, count it always).
     pub skip_repeated: bool,
+    /// Files of writers proven dead that compaction could still fold into archives, as
+    /// the tick ends: 0 after a successful compaction, above 0 while compaction is
+    /// skipped or off. Neither `gauge_all` files (kept by design: their series carry the
+    /// `pid`) nor live gauges (deleted, never folded) count, so a pool with an `all`
+    /// gauge does not look as if its dead writers were never compacted.
+    pub compactable: usize,
     /// Files this tick took away from under their names (absorbed or deleted), by name
     /// and identity: the reader forgets them instead of keeping their last good values.
     pub retired: Vec<(String, FileId)>,
@@ -240,6 +246,7 @@ impl Lifecycle {
             report.removed += recover(&dir, &mut pending)?;
         }
         let writers = self.judge(&dir, &mut report)?;
+        report.compactable = self.compactable(&writers) + on_disk(&pending);
         if !modify {
             return Ok(report);
         }
@@ -247,6 +254,7 @@ impl Lifecycle {
             report.retired = wipe(&dir)?;
             report.removed += report.retired.len();
             report.wiped = true;
+            report.compactable = 0;
             self.dead.clear();
             return Ok(report);
         }
@@ -271,11 +279,24 @@ impl Lifecycle {
         report.proven.retain(|d| self.dead.contains(&d.pid));
         queue_ghosts(ghosts, &mut pending);
         dir.sync()?;
+        // Every dead writer's foldable file is now queued (or was taken over by a new
+        // process, or vanished): what a failed absorption puts back counts again.
+        report.compactable = 0;
         if !absorb_all(&dir, &pending, &mut report, memory) {
             return Ok(report);
         }
         report.removed += remove_released_locks(&dir, &self.dead)?;
         Ok(report)
+    }
+
+    /// The files of the pids judged dead that compaction would fold into archives.
+    fn compactable(&self, writers: &BTreeMap<String, Writer>) -> usize {
+        self.dead
+            .iter()
+            .filter_map(|pid| writers.get(pid))
+            .flat_map(|w| &w.files)
+            .filter(|f| archive::archive_name(&f.kind).is_some())
+            .count()
     }
 
     /// Judges every writer pid of the directory; fills the counts of `report` and the
@@ -397,6 +418,7 @@ fn absorb_all(dir: &Dir, pending: &Absorptions, report: &mut Report, memory: &dy
                     if !dir.exists(original) {
                         let _ = dir.rename(&p.hidden, original);
                     }
+                    report.compactable += 1;
                 }
             }
             let _ = dir.sync();
@@ -418,6 +440,15 @@ fn absorb_all(dir: &Dir, pending: &Absorptions, report: &mut Report, memory: &dy
         }
     }
     true
+}
+
+/// Hidden files on disk waiting in `pending` (what a crashed tick left).
+fn on_disk(pending: &Absorptions) -> usize {
+    pending
+        .values()
+        .flat_map(|q| &q.files)
+        .filter(|p| p.on_disk)
+        .count()
 }
 
 /// Queues the reader's ghosts for their archives (kinds that are not folded stay with

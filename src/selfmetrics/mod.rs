@@ -138,6 +138,12 @@ impl SelfMetrics {
         l.last = report.clone();
     }
 
+    /// Dead writers' files compaction could still absorb, at the last recorded round.
+    pub fn compactable(&self) -> usize {
+        let l = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        l.last.compactable
+    }
+
     /// Records a pass that could not list the directory.
     pub fn merge_failed(&self) {
         self.merge_failures.fetch_add(1, Ordering::Relaxed);

@@ -341,6 +341,13 @@ pub static TABLE: &[Def] = &[
         |i, o| o.count(&[], i.lifecycle.removed),
     ),
     def(
+        "compactable_files",
+        Gauge,
+        "Files of writers proven dead that compaction could still fold into archives, at the last lifecycle round: 0 after a successful compaction, above 0 while compaction is skipped or off. gauge_all files (kept by design) and live gauges (deleted instead) do not count.",
+        &[],
+        |i, o| o.set(&[], i.lifecycle.last.compactable as f64),
+    ),
+    def(
         "stale_wipes",
         Counter,
         "Directories cleaned at start because every writer in them was dead.",

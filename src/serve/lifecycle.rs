@@ -42,6 +42,8 @@ pub(super) async fn run_tick(app: &Arc<App>, at_start: bool) -> &'static str {
         tracing::warn!(error = %err, "lifecycle round failed; will retry");
         Report {
             skipped: Some(Skip::new(SkipReason::Error, err)),
+            // A failed round compacted nothing: what was waiting still waits.
+            compactable: app.metrics.compactable(),
             ..Default::default()
         }
     });

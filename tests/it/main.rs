@@ -48,6 +48,13 @@ mod writer;
 /// A real Prometheus server scraping the sidecar (needs the Debian package `prometheus`).
 mod prometheus;
 
+/// `deploy/`: runbooks, promtool and amtool, the dashboard's generator, the app's pins.
+mod deploy;
+
+/// Alerts and dashboard against a live pool, sidecar, Prometheus and Alertmanager
+/// (needs the Debian packages `prometheus` and `prometheus-alertmanager`).
+mod alerts;
+
 /// Docs checked against the binary.
 mod docs;
 
@@ -63,6 +70,9 @@ mod crash;
 /// The fault suite of DESIGN section 7: every fault through one checker, each ending
 /// with the output `MultiProcessCollector` gives and nothing outside the directory touched.
 mod fault_suite;
+
+/// The self-metric of dead writers' files compaction could still absorb.
+mod compactable;
 
 /// Helpers of the lifecycle and crash tests.
 mod pool;

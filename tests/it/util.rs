@@ -20,6 +20,9 @@ pub fn python() -> &'static Path {
     PY.get_or_init(|| {
         let requirements = repo().join("tests/py/requirements.txt");
         let mut pins = fs::read_to_string(&requirements).expect("read tests/py/requirements.txt");
+        // The dashboard generator's pin (deploy/grafana) is installed too.
+        let grafana = repo().join("deploy/grafana/requirements.txt");
+        pins.push_str(&fs::read_to_string(&grafana).expect("read deploy/grafana/requirements.txt"));
         // The shim is installed too; its sources are part of the stamp, so a change
         // reinstalls it. Bump the tag when the way of installing changes.
         pins.push_str("install: shim from a clean copy (v3)\n");
@@ -55,8 +58,10 @@ pub fn python() -> &'static Path {
                         "--disable-pip-version-check",
                         "-r",
                     ])
-                    .arg(&requirements),
-                "install the pinned prometheus_client, pytest, gunicorn and uwsgi",
+                    .arg(&requirements)
+                    .arg("-r")
+                    .arg(&grafana),
+                "install the pinned prometheus_client, pytest, gunicorn, uwsgi and grafana-foundation-sdk",
             );
             // Install from a fresh copy: setuptools builds next to the sources and would
             // reuse a stale build/ from an earlier install (and litter the repository).
