@@ -15,7 +15,7 @@
 //! by a plain `cargo test`; `.ci/run` installs them and runs `cargo test -- --ignored`.
 
 use crate::deploy::{RULE_FILES, alerts, dashboard_queries};
-use crate::util::{Reaped, Server, free_port, python, try_request};
+use crate::util::{Reaped, Server, free_port, try_request};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -229,20 +229,10 @@ fn start_prometheus(config: &Path, data: &Path, port: u16) -> Reaped {
 
 /// The example app under Gunicorn with the shim, on `port`, writing `dir`.
 fn start_app(dir: &Path, port: u16) -> Reaped {
-    let bin = python().parent().unwrap();
-    let child = Command::new(bin.join("gunicorn"))
+    let child = crate::util::gunicorn(dir)
         .args(["-c", "gunicorn.conf.py"])
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .current_dir(Path::new(REPO).join("deploy/app"))
-        .env("PROMETHEUS_MULTIPROC_DIR", dir)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
         .stdout(Stdio::null())
         .stderr(log_file(dir.with_extension("app.log")))
         .spawn()

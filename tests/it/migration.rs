@@ -3,7 +3,7 @@
 //! runs beside it with the page's command line, and serves the same samples; then the
 //! shim replaces the in-app endpoint and the sidecar compacts.
 
-use crate::util::{Reaped, Server, free_port, python, request, samples, try_request};
+use crate::util::{Reaped, Server, free_port, request, samples, try_request};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -64,8 +64,7 @@ fn sidecar(words: &[String], dir: &Path) -> Server {
 }
 
 fn gunicorn(app: &Path, dir: &Path, port: u16) -> Reaped {
-    let bin = python().parent().unwrap();
-    let pool = Command::new(bin.join("gunicorn"))
+    let pool = crate::util::gunicorn(dir)
         .args([
             "-c",
             "gunicorn.conf.py",
@@ -76,15 +75,6 @@ fn gunicorn(app: &Path, dir: &Path, port: u16) -> Reaped {
         ])
         .args(["--bind", &format!("127.0.0.1:{port}"), "app:app"])
         .current_dir(app)
-        .env("PROMETHEUS_MULTIPROC_DIR", dir)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -468,6 +468,22 @@ impl Drop for Reaped {
     }
 }
 
+/// The virtualenv's Gunicorn, writing into `dir` (`PROMETHEUS_MULTIPROC_DIR`), with the
+/// virtualenv first on `PATH`.
+pub fn gunicorn(dir: &Path) -> Command {
+    let bin = python().parent().unwrap();
+    let mut c = Command::new(bin.join("gunicorn"));
+    c.env("PROMETHEUS_MULTIPROC_DIR", dir).env(
+        "PATH",
+        format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+    );
+    c
+}
+
 /// The `*.db` names a prometheus_client reader would merge, sorted.
 pub fn db_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
