@@ -139,7 +139,11 @@ fn churn_of_2000_workers_keeps_counts_exact_and_monotonic() {
         "churn: 2000 workers, {scrapes} scrapes, at most {max_files} .db files at once, {absorbed} files absorbed"
     );
     assert!(scrapes >= 20, "only {scrapes} scrapes");
-    assert!(absorbed >= 4000.0);
+    // A worker whose pid a later worker reuses before compaction shares its file with it
+    // (prometheus_client reopens `counter_<pid>.db`): each distinct pid leaves at least
+    // its counter and histogram files to absorb.
+    let pids = expected["distinct_pids"].as_f64().unwrap();
+    assert!(absorbed >= 2.0 * pids, "{absorbed} absorbed for {pids} pids");
 }
 
 #[test]

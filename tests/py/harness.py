@@ -655,6 +655,7 @@ def churn(d, total, concurrency):
     expected = {"/a": 0, "/b": 0}
     observations = 0
     started = 0
+    pids = set()
     while started < total or running:
         while started < total and len(running) < concurrency:
             n_a, n_b = rng.randint(0, 5), rng.randint(1, 3)
@@ -676,10 +677,12 @@ def churn(d, total, concurrency):
                 g.dec()
                 os._exit(0)
             running[pid] = True
+            pids.add(pid)
             started += 1
         pid, _ = os.wait()
         running.pop(pid, None)
-    print(json.dumps({"requests": expected, "observations": observations, "workers": total}),
+    print(json.dumps({"requests": expected, "observations": observations, "workers": total,
+                      "distinct_pids": len(pids)}),
           flush=True)
 
 
