@@ -19,8 +19,8 @@
 //!
 //! One home per concept, used by the stages:
 //!
-//! - [`model`]: the vocabulary (file kinds, gauge modes, families and samples, file
-//!   problems); depends on nothing else in the crate.
+//! - [`model`]: the vocabulary (file kinds, gauge modes, families with their layouts and
+//!   samples, label sets, file problems); depends on nothing else in the crate.
 //! - [`format`](mod@format): prometheus_client's file format (header, entry layout, key encoding):
 //!   read by `read` and `parse`, written by [`write`](mod@write) and compaction.
 //! - [`fold`]: how values of one series combine (sum, min, max, last, most recent, the

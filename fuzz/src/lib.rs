@@ -285,7 +285,7 @@ fn check_rewrite(index: &FileIndex, keys: &mut KeyTable, bytes: &[u8]) {
     for e in &index.entries {
         let (value, timestamp) = format::value_at(bytes, e.value_offset as usize).unwrap();
         let text = keys.text(e.key);
-        let at = format::encode_entry(&mut file, text, value, timestamp);
+        let at = format::encode_entry(&mut file, &text, value, timestamp);
         assert!(at.is_multiple_of(8));
         want.push((text.to_vec(), value.to_bits(), timestamp.to_bits()));
     }
@@ -473,7 +473,7 @@ fn check_table(raw: &[u8], decoded: &Result<key::Key, key::KeyError>) {
             let info = table.info(id);
             assert_eq!(&**table.families.get(info.family), k.metric);
             assert_eq!(&**table.names.get(info.name), k.name);
-            assert_eq!(&*info.help, k.help);
+            assert_eq!(&**table.help(info.help), k.help);
             let le = k.labels.iter().find(|(n, _)| n == "le");
             assert_eq!(
                 info.le == Le::Absent,

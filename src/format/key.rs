@@ -26,6 +26,36 @@ pub struct Key {
     pub help: String,
 }
 
+/// A decoded key whose strings borrow from the key text where they have no escapes
+/// (what [`decode_ref`] gives; [`decode`] owns them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    /// See [`Key::metric`].
+    pub metric: Cow<'a, str>,
+    /// See [`Key::name`].
+    pub name: Cow<'a, str>,
+    /// See [`Key::labels`].
+    pub labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// See [`Key::help`].
+    pub help: Cow<'a, str>,
+}
+
+impl KeyRef<'_> {
+    /// The owned key.
+    pub fn into_owned(self) -> Key {
+        Key {
+            metric: self.metric.into_owned(),
+            name: self.name.into_owned(),
+            labels: self
+                .labels
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+            help: self.help.into_owned(),
+        }
+    }
+}
+
 /// Why a key could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum KeyError {
@@ -57,10 +87,20 @@ pub enum KeyError {
 /// # Errors
 /// See [`KeyError`].
 pub fn decode(raw: &[u8]) -> Result<Key, KeyError> {
+    decode_ref(raw).map(KeyRef::into_owned)
+}
+
+/// Decodes one key, borrowing its strings from `raw` where it can (what a reader that
+/// keeps only some of the parts wants: no allocation per string).
+///
+/// # Errors
+/// See [`KeyError`].
+pub fn decode_ref(raw: &[u8]) -> Result<KeyRef<'_>, KeyError> {
     let text = std::str::from_utf8(raw).map_err(|e| KeyError::Utf8 {
         offset: e.valid_up_to(),
     })?;
     let mut p = Parser {
+        t: text,
         s: text.as_bytes(),
         pos: 0,
     };
@@ -94,7 +134,7 @@ pub fn decode(raw: &[u8]) -> Result<Key, KeyError> {
             Some(Item::Obj(labels)),
             Some(Item::Str(help)),
             None,
-        ) => Ok(Key {
+        ) => Ok(KeyRef {
             metric,
             name,
             labels,
@@ -114,24 +154,24 @@ pub fn decode(raw: &[u8]) -> Result<Key, KeyError> {
 }
 
 /// Sorts by name and keeps the last of repeated names.
-fn sort_labels<V>(mut labels: Vec<(String, V)>) -> Vec<(String, V)> {
+fn sort_labels<K: Ord, V>(mut labels: Vec<(K, V)>) -> Vec<(K, V)> {
     // A stable sort keeps repeats in input order; keep the last of each run.
     labels.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<(String, V)> = Vec::with_capacity(labels.len());
-    for pair in labels {
-        match out.last_mut() {
-            Some(last) if last.0 == pair.0 => *last = pair,
-            _ => out.push(pair),
+    labels.dedup_by(|later, kept| {
+        let repeat = later.0 == kept.0;
+        if repeat {
+            std::mem::swap(later, kept);
         }
-    }
-    out
+        repeat
+    });
+    labels
 }
 
 /// A member of the key array, reduced to what decides the shape.
-enum Item {
-    Str(String),
+enum Item<'a> {
+    Str(Cow<'a, str>),
     /// An object of string values, sorted by name, repeats resolved.
-    Obj(Vec<(String, String)>),
+    Obj(Vec<(Cow<'a, str>, Cow<'a, str>)>),
     /// An object with a non-string value (once repeats are resolved).
     BadObj,
     /// An array of strings (pre-0.4 label names / values).
@@ -141,11 +181,13 @@ enum Item {
 }
 
 struct Parser<'a> {
+    /// The key, already checked to be UTF-8, and its bytes.
+    t: &'a str,
     s: &'a [u8],
     pos: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn peek(&self) -> Option<u8> {
         self.s.get(self.pos).copied()
     }
@@ -174,14 +216,14 @@ impl Parser<'_> {
     }
 
     fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        while self.pos < self.s.len() && matches!(self.s[self.pos], b' ' | b'\t' | b'\n' | b'\r') {
             self.pos += 1;
         }
     }
 
-    fn item(&mut self) -> Result<Item, KeyError> {
+    fn item(&mut self) -> Result<Item<'a>, KeyError> {
         match self.peek() {
-            Some(b'"') => Ok(Item::Str(self.string()?.into_owned())),
+            Some(b'"') => Ok(Item::Str(self.string()?)),
             Some(b'{') => self.object(),
             Some(b'[') => {
                 let all_strings = self.array()?;
@@ -198,10 +240,10 @@ impl Parser<'_> {
         }
     }
 
-    fn object(&mut self) -> Result<Item, KeyError> {
+    fn object(&mut self) -> Result<Item<'a>, KeyError> {
         self.expect(b'{', "expected '{'")?;
         // `None` for a value that is not a string.
-        let mut pairs: Vec<(String, Option<String>)> = Vec::new();
+        let mut pairs: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)> = Vec::new();
         self.ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -212,12 +254,12 @@ impl Parser<'_> {
             if self.peek() != Some(b'"') {
                 return Err(self.err("expected a string as object key"));
             }
-            let name = self.string()?.into_owned();
+            let name = self.string()?;
             self.ws();
             self.expect(b':', "expected ':' after an object key")?;
             self.ws();
             if self.peek() == Some(b'"') {
-                let value = self.string()?.into_owned();
+                let value = self.string()?;
                 pairs.push((name, Some(value)));
             } else {
                 self.value()?;
@@ -232,7 +274,7 @@ impl Parser<'_> {
         }
         // As in the Python dict that `json.loads` builds, a repeated name keeps only its
         // last value, so an overwritten value that is not a string does not count.
-        let labels: Option<Vec<(String, String)>> = sort_labels(pairs)
+        let labels: Option<Vec<(Cow<'a, str>, Cow<'a, str>)>> = sort_labels(pairs)
             .into_iter()
             .map(|(n, v)| Some((n, v?)))
             .collect();
@@ -368,29 +410,37 @@ impl Parser<'_> {
     }
 
     /// A JSON string. Borrowed when it has no escapes (the common case).
-    fn string(&mut self) -> Result<Cow<'_, str>, KeyError> {
+    fn string(&mut self) -> Result<Cow<'a, str>, KeyError> {
         self.expect(b'"', "expected '\"'")?;
         let start = self.pos;
         // Fast path: scan to the closing quote.
-        loop {
-            match self.peek() {
-                None => return Err(self.err("unterminated string")),
-                Some(b'"') => {
-                    let slice = &self.s[start..self.pos];
-                    self.pos += 1;
-                    // The input is a `str`, and we split at ASCII bytes.
-                    return std::str::from_utf8(slice)
-                        .map(Cow::Borrowed)
-                        .map_err(|_| self.err("invalid UTF-8 in a string"));
-                }
-                Some(b'\\') => break,
-                Some(c) if c < 0x20 => return Err(self.err("control character in a string")),
-                Some(_) => self.pos += 1,
+        // A plain loop: every key of every new file comes through here.
+        let mut stop = start;
+        while stop < self.s.len() && !matches!(self.s[stop], b'"' | b'\\' | 0..0x20) {
+            stop += 1;
+        }
+        self.pos = stop;
+        let Some(&c) = self.s.get(stop) else {
+            return Err(self.err("unterminated string"));
+        };
+        match c {
+            b'"' => {
+                let t: &'a str = self.t;
+                let end = self.pos;
+                self.pos += 1;
+                // The input is a `str`, and we split at ASCII bytes.
+                return t
+                    .get(start..end)
+                    .map(Cow::Borrowed)
+                    .ok_or_else(|| self.err("invalid UTF-8 in a string"));
             }
+            b'\\' => {}
+            _ => return Err(self.err("control character in a string")),
         }
         let mut out = String::from(
-            std::str::from_utf8(&self.s[start..self.pos])
-                .map_err(|_| self.err("invalid UTF-8 in a string"))?,
+            self.t
+                .get(start..self.pos)
+                .ok_or_else(|| self.err("invalid UTF-8 in a string"))?,
         );
         loop {
             match self.next() {

@@ -15,7 +15,7 @@
 
 pub mod plan;
 
-use crate::model::{Family, FileKind, FileProblem, LabelSet, Sample};
+use crate::model::{Family, FileKind, FileProblem, Labels};
 use crate::parse::{Indexed, KeyTable};
 use plan::Plan;
 use std::cmp::Ordering;
@@ -87,23 +87,77 @@ impl Merger {
     }
 }
 
-/// Groups samples by label set (with the pid), then buckets by bound, then by name.
-fn compare_samples(a: &Sample, b: &Sample) -> Ordering {
-    compare_labels(&a.labels, &b.labels)
-        .then_with(|| compare_pid(a.pid.as_deref(), b.pid.as_deref()))
-        .then_with(|| b.le.is_some().cmp(&a.le.is_some()))
-        .then_with(|| match (a.le, b.le) {
-            (Some(x), Some(y)) => x.total_cmp(&y),
-            _ => Ordering::Equal,
-        })
-        .then_with(|| a.name.cmp(&b.name))
+/// The name of an output series: a key's sample name, or one the histogram rules make.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Name {
+    /// A sample name id of the key table.
+    Key(u32),
+    /// `<family>_bucket`.
+    Bucket,
+    /// `<family>_count`.
+    Count,
 }
 
-fn compare_labels(a: &LabelSet, b: &LabelSet) -> Ordering {
-    if Arc::ptr_eq(a, b) {
+/// What decides where an output series goes in its family.
+#[derive(Clone, Copy, Debug)]
+struct SortKey {
+    /// Its label set id (the key's labels, `pid` included): decides the order.
+    labels: u32,
+    /// The label set its lines spell (without a `pid` that the file's replaces).
+    shown: u32,
+    /// Index of the file whose `pid` label applies, or [`NO_PID`].
+    pid_file: u32,
+    /// The bound of a bucket.
+    le: Option<f64>,
+    name: Name,
+}
+
+impl SortKey {
+    /// Groups series by label set (with the pid), then buckets by bound, then by name.
+    fn compare(
+        &self,
+        other: &SortKey,
+        family: &str,
+        keys: &KeyTable,
+        files: &[FileView<'_>],
+    ) -> Ordering {
+        let pid =
+            |k: &SortKey| (k.pid_file != NO_PID).then(|| &**files[k.pid_file as usize].pid_label);
+        compare_labels(self.labels, other.labels, keys)
+            .then_with(|| compare_pid(pid(self), pid(other)))
+            .then_with(|| other.le.is_some().cmp(&self.le.is_some()))
+            .then_with(|| match (self.le, other.le) {
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                _ => Ordering::Equal,
+            })
+            .then_with(|| compare_names(self.name, other.name, family, keys))
+    }
+}
+
+fn compare_labels(a: u32, b: u32, keys: &KeyTable) -> Ordering {
+    if a == b {
         return Ordering::Equal;
     }
-    a.iter().cmp(b.iter())
+    let text = |id| Labels::from_spelled(keys.labelsets.text(id), false);
+    text(a).cmp_pairs(&text(b))
+}
+
+/// Orders names as strings, the histogram ones spelled `<family>_bucket` and `_count`.
+fn compare_names(a: Name, b: Name, family: &str, keys: &KeyTable) -> Ordering {
+    if a == b {
+        return Ordering::Equal;
+    }
+    let spelled = |n: Name| -> (&str, &'static str) {
+        match n {
+            Name::Key(id) => (keys.names.get(id), ""),
+            Name::Bucket => (family, "_bucket"),
+            Name::Count => (family, "_count"),
+        }
+    };
+    let ((a0, a1), (b0, b1)) = (spelled(a), spelled(b));
+    a0.bytes()
+        .chain(a1.bytes())
+        .cmp(b0.bytes().chain(b1.bytes()))
 }
 
 /// Numeric pids in numeric order, so `pid="9"` comes before `pid="10"`.

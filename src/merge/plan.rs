@@ -8,9 +8,9 @@
 //! output layout), and each pass only walks the values into the slots. A plan is rebuilt
 //! when a file appears, vanishes, is replaced, or gains entries.
 
-use super::{FileView, Merged, NO_PID, Slot, compare_samples};
+use super::{FileView, Merged, NO_PID, Name, Slot, SortKey};
 use crate::fold::{Acc, Fold};
-use crate::model::{Family, FileKind, FileProblem, MetricType, Reason, Sample};
+use crate::model::{Family, FileKind, FileProblem, Layout, LayoutBuilder, MetricType, Reason};
 use crate::parse::{KeyInfo, KeyTable, Le};
 use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
@@ -19,16 +19,10 @@ use std::sync::Arc;
 /// Marks an entry that contributes nothing (a bucket with a bad `le`).
 const SKIP: u32 = u32::MAX;
 
-/// Where an output sample's value comes from.
-#[derive(Clone, Copy, Debug)]
-enum Source {
-    /// One slot.
-    Slot(u32),
-    /// The cumulative count of bucket group `group` up to its bound number `upto`.
-    Bucket { group: u32, upto: u32 },
-    /// The total of bucket group `group` (`_count`).
-    Count { group: u32 },
-}
+/// Where an output sample's value comes from: slot `n`, or with this bit set, entry `n`
+/// of the running bucket sums (a bucket group's cumulative counts end to end, each
+/// group's last being its `_count`).
+const CUMULATIVE: u32 = 1 << 31;
 
 /// One family of the output layout.
 #[derive(Debug)]
@@ -36,8 +30,10 @@ struct OutFamily {
     name: Arc<str>,
     help: Arc<str>,
     typ: MetricType,
-    /// Sample templates in output order; their values are filled per pass.
-    samples: Vec<(Sample, Source)>,
+    /// The series in output order, shared with every pass's [`Family`].
+    layout: Arc<Layout>,
+    /// Per series, where its value comes from (see [`CUMULATIVE`]).
+    sources: Vec<u32>,
 }
 
 /// Identifies what a plan was built from: per file, its index generation and how many
@@ -53,6 +49,8 @@ pub struct Plan {
     entry_slots: Vec<Vec<u32>>,
     /// Per bucket group, its slots in ascending bound order.
     groups: Vec<Vec<u32>>,
+    /// How many running bucket sums there are (one per bucket, groups end to end).
+    cumulative_len: usize,
     families: Vec<OutFamily>,
     problems: Vec<(usize, FileProblem)>,
 }
@@ -83,8 +81,9 @@ struct BucketGroup {
 #[derive(Default)]
 struct Slots {
     folds: Vec<Fold>,
-    /// Per series slot: its family and output identity.
-    series: Vec<(u32, u32, Slot)>,
+    /// Per series slot: its family, output identity, and the label set its lines spell
+    /// (without the `pid` that the file's replaces).
+    series: Vec<(u32, u32, Slot, u32)>,
     groups: Vec<BucketGroup>,
 }
 
@@ -128,11 +127,13 @@ impl Plan {
             entry_slots.push(here);
         }
         let (families, groups) = slots.layout(files, keys, rules);
+        let cumulative_len = groups.iter().map(Vec::len).sum();
         Plan {
             signature: signature(files),
             folds: slots.folds,
             entry_slots,
             groups,
+            cumulative_len,
             families,
             problems,
         }
@@ -148,45 +149,34 @@ impl Plan {
                 }
             }
         }
-        let slot_value = |s: u32| accs[s as usize].value();
+        let slot_value = |s: u32| accs.get(s as usize).and_then(Acc::value);
         // Running sums per bucket group, as the collector accumulates them.
-        let cumulative: Vec<Vec<f64>> = self
-            .groups
-            .iter()
-            .map(|slots| {
-                let mut acc = 0.0;
-                slots
-                    .iter()
-                    .map(|&s| {
-                        acc += slot_value(s).unwrap_or(0.0);
-                        acc
-                    })
-                    .collect()
-            })
-            .collect();
-        let value_of = |source: Source| match source {
-            Source::Slot(s) => slot_value(s),
-            Source::Bucket { group, upto } => Some(cumulative[group as usize][upto as usize]),
-            Source::Count { group } => cumulative[group as usize].last().copied(),
+        let mut cumulative = Vec::with_capacity(self.cumulative_len);
+        for slots in &self.groups {
+            let mut acc = 0.0;
+            for &s in slots {
+                acc += slot_value(s).unwrap_or(0.0);
+                cumulative.push(acc);
+            }
+        }
+        let value_of = |source: u32| {
+            if source & CUMULATIVE != 0 {
+                cumulative.get((source & !CUMULATIVE) as usize).copied()
+            } else {
+                slot_value(source)
+            }
         };
         let families = self
             .families
             .iter()
-            .map(|f| Family {
-                name: f.name.clone(),
-                help: f.help.clone(),
-                typ: f.typ,
-                samples: f
-                    .samples
-                    .iter()
-                    .filter_map(|(template, source)| {
-                        let value = value_of(*source)?;
-                        Some(Sample {
-                            value,
-                            ..template.clone()
-                        })
-                    })
-                    .collect(),
+            .map(|f| {
+                Family::new(
+                    f.name.clone(),
+                    f.help.clone(),
+                    f.typ,
+                    f.layout.clone(),
+                    f.sources.iter().map(|&s| value_of(s)),
+                )
             })
             .collect();
         Merged {
@@ -204,7 +194,7 @@ fn family_rules(files: &[FileView<'_>], keys: &KeyTable) -> FxHashMap<u32, Famil
             let info = keys.info(e.key);
             let rule = rules.entry(info.family).or_insert_with(|| FamilyRule {
                 typ: f.kind.metric_type(),
-                help: info.help.clone(),
+                help: keys.help(info.help).clone(),
                 gauge: None,
                 slots: FxHashMap::default(),
                 groups: FxHashMap::default(),
@@ -233,7 +223,7 @@ impl Slots {
             let info = keys.info(e.key);
             // Every family of these entries has a rule (`family_rules` saw them all).
             let slot = match rules.get_mut(&info.family) {
-                Some(rule) => self.slot_of(info, pid_file, rule),
+                Some(rule) => self.slot_of(&info, pid_file, rule),
                 None => Some(SKIP),
             };
             bad_buckets += usize::from(slot.is_none());
@@ -244,6 +234,12 @@ impl Slots {
 
     /// The slot an entry folds into; `None` for a bucket whose `le` is not a number.
     fn slot_of(&mut self, info: &KeyInfo, pid_file: u32, rule: &mut FamilyRule) -> Option<u32> {
+        // A per-file series' lines carry the file's `pid`, which replaces the key's.
+        let shown = if pid_file == NO_PID {
+            info.labels
+        } else {
+            info.labels_no_pid
+        };
         let per_file = Slot {
             name: info.name,
             labels: info.labels,
@@ -251,16 +247,17 @@ impl Slots {
         };
         if rule.typ == MetricType::Gauge {
             let (per_pid, fold) = rule.gauge.unwrap_or((true, Fold::Last));
-            let slot = if per_pid {
-                per_file
+            let (slot, shown) = if per_pid {
+                (per_file, shown)
             } else {
-                Slot {
+                let slot = Slot {
                     name: info.name,
                     labels: info.labels_no_pid,
                     pid_file: NO_PID,
-                }
+                };
+                (slot, info.labels_no_pid)
             };
-            return Some(self.series_slot(info.family, slot, fold, rule));
+            return Some(self.series_slot(info.family, slot, shown, fold, rule));
         }
         if rule.typ == MetricType::Histogram && info.le != Le::Absent {
             let Le::Bound(bound) = info.le else {
@@ -268,7 +265,7 @@ impl Slots {
             };
             return Some(self.bucket_slot(info, pid_file, bound, rule));
         }
-        Some(self.series_slot(info.family, per_file, Fold::Sum, rule))
+        Some(self.series_slot(info.family, per_file, shown, Fold::Sum, rule))
     }
 
     fn new_slot(&mut self, fold: Fold) -> u32 {
@@ -276,12 +273,19 @@ impl Slots {
         (self.folds.len() - 1) as u32
     }
 
-    fn series_slot(&mut self, family: u32, slot: Slot, fold: Fold, rule: &mut FamilyRule) -> u32 {
+    fn series_slot(
+        &mut self,
+        family: u32,
+        slot: Slot,
+        shown: u32,
+        fold: Fold,
+        rule: &mut FamilyRule,
+    ) -> u32 {
         if let Some(&id) = rule.slots.get(&slot) {
             return id;
         }
         let id = self.new_slot(fold);
-        self.series.push((id, family, slot));
+        self.series.push((id, family, slot, shown));
         rule.slots.insert(slot, id);
         id
     }
@@ -326,41 +330,36 @@ impl Slots {
         keys: &KeyTable,
         rules: FxHashMap<u32, FamilyRule>,
     ) -> (Vec<OutFamily>, Vec<Vec<u32>>) {
-        let pid_of = |pid_file: u32| -> Option<Arc<str>> {
-            (pid_file != NO_PID).then(|| files[pid_file as usize].pid_label.clone())
-        };
-        let mut templates: FxHashMap<u32, Vec<(Sample, Source)>> = FxHashMap::default();
-        for &(s, family, slot) in &self.series {
-            let sample = template(
-                keys.names.get(slot.name).clone(),
-                keys,
-                slot.labels,
-                pid_of(slot.pid_file),
-                None,
-            );
-            templates
-                .entry(family)
-                .or_default()
-                .push((sample, Source::Slot(s)));
+        let mut series: FxHashMap<u32, Vec<(SortKey, u32)>> = FxHashMap::default();
+        for &(s, family, slot, shown) in &std::mem::take(&mut self.series) {
+            let key = SortKey {
+                labels: slot.labels,
+                shown,
+                pid_file: slot.pid_file,
+                le: None,
+                name: Name::Key(slot.name),
+            };
+            series.entry(family).or_default().push((key, s));
         }
         let mut groups = Vec::with_capacity(self.groups.len());
-        for (g, group) in std::mem::take(&mut self.groups).into_iter().enumerate() {
-            let out = templates.entry(group.family).or_default();
-            groups.push(bucket_templates(g as u32, group, keys, pid_of, out));
+        let mut cumulative = 0u32;
+        for group in std::mem::take(&mut self.groups) {
+            let out = series.entry(group.family).or_default();
+            groups.push(bucket_series(group, &mut cumulative, out));
         }
         let mut families: Vec<OutFamily> = rules
             .into_iter()
             .map(|(family, rule)| {
-                let mut samples = templates.remove(&family).unwrap_or_default();
-                samples.sort_by(|a, b| compare_samples(&a.0, &b.0));
-                for (template, _) in &mut samples {
-                    template.prefix = Some(crate::render::underscores_prefix(template));
-                }
+                let mut samples = series.remove(&family).unwrap_or_default();
+                let name = keys.families.get(family).clone();
+                samples.sort_by(|a, b| a.0.compare(&b.0, &name, keys, files));
+                let (layout, sources) = build_layout(&name, &samples, keys, files);
                 OutFamily {
-                    name: keys.families.get(family).clone(),
+                    name,
                     help: rule.help,
                     typ: rule.typ,
-                    samples,
+                    layout: Arc::new(layout),
+                    sources,
                 }
             })
             .collect();
@@ -369,62 +368,57 @@ impl Slots {
     }
 }
 
-/// A sample template whose value is filled per pass.
-fn template(
-    name: Arc<str>,
+/// The layout of one family's sorted series, and where each one's value comes from.
+fn build_layout(
+    family: &str,
+    samples: &[(SortKey, u32)],
     keys: &KeyTable,
-    labels: u32,
-    pid: Option<Arc<str>>,
-    le: Option<f64>,
-) -> Sample {
-    Sample {
-        name,
-        labels: keys.labelsets.get(labels).clone(),
-        pid,
-        le,
-        value: 0.0,
-        prefix: None,
+    files: &[FileView<'_>],
+) -> (Layout, Vec<u32>) {
+    let bucket: Arc<str> = Arc::from(format!("{family}_bucket"));
+    let count: Arc<str> = Arc::from(format!("{family}_count"));
+    let mut b = LayoutBuilder::default();
+    let mut sources = Vec::with_capacity(samples.len());
+    for (key, source) in samples {
+        let name = match key.name {
+            Name::Key(id) => keys.names.get(id),
+            Name::Bucket => &bucket,
+            Name::Count => &count,
+        };
+        let pid = (key.pid_file != NO_PID).then(|| files[key.pid_file as usize].pid_label);
+        b.push(name, &keys.labelsets.get(key.shown), pid, key.le);
+        sources.push(*source);
     }
+    (b.finish(), sources)
 }
 
-/// Appends the `_bucket` samples (ascending bounds) and the `_count` of group `g` to
-/// `out`; returns the group's slots in bound order.
-fn bucket_templates(
-    g: u32,
+/// Appends the `_bucket` series (ascending bounds) and the `_count` of `group` to
+/// `out`, their values taken from the running sums that start at `cumulative`; returns
+/// the group's slots in bound order.
+fn bucket_series(
     mut group: BucketGroup,
-    keys: &KeyTable,
-    pid_of: impl Fn(u32) -> Option<Arc<str>>,
-    out: &mut Vec<(Sample, Source)>,
+    cumulative: &mut u32,
+    out: &mut Vec<(SortKey, u32)>,
 ) -> Vec<u32> {
     group
         .bounds
         .sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal));
-    let fname = keys.families.get(group.family);
-    let bucket_name: Arc<str> = Arc::from(format!("{fname}_bucket"));
-    let pid = pid_of(group.pid_file);
-    for (i, (bound, _)) in group.bounds.iter().enumerate() {
-        let sample = template(
-            bucket_name.clone(),
-            keys,
-            group.labels,
-            pid.clone(),
-            Some(*bound),
-        );
-        out.push((
-            sample,
-            Source::Bucket {
-                group: g,
-                upto: i as u32,
-            },
-        ));
+    let key = |le: Option<f64>, name: Name| SortKey {
+        labels: group.labels,
+        shown: group.labels,
+        pid_file: group.pid_file,
+        le,
+        name,
+    };
+    for (bound, _) in &group.bounds {
+        out.push((key(Some(*bound), Name::Bucket), *cumulative | CUMULATIVE));
+        *cumulative += 1;
     }
-    let count = template(
-        Arc::from(format!("{fname}_count")),
-        keys,
-        group.labels,
-        pid,
-        None,
-    );
-    out.push((count, Source::Count { group: g }));
+    if let Some(last) = cumulative
+        .checked_sub(1)
+        .filter(|_| !group.bounds.is_empty())
+    {
+        out.push((key(None, Name::Count), last | CUMULATIVE));
+    }
     group.bounds.into_iter().map(|(_, s)| s).collect()
 }

@@ -19,15 +19,8 @@ fn families(dir: &Path) -> Vec<Family> {
 }
 
 fn values(f: &Family) -> Vec<(String, Option<String>, f64)> {
-    f.samples
-        .iter()
-        .map(|s| {
-            (
-                s.name.to_string(),
-                s.pid.as_deref().map(str::to_owned),
-                s.value,
-            )
-        })
+    f.samples()
+        .map(|s| (s.name.to_string(), s.pid.map(str::to_owned), s.value))
         .collect()
 }
 
@@ -50,7 +43,7 @@ fn gauge_modes() {
     assert_eq!(values(get("max")), vec![("max".into(), None, 3.0)]);
     assert_eq!(values(get("sum")), vec![("sum".into(), None, 4.0)]);
     assert_eq!(values(get("mr")), vec![("mr".into(), None, 5.0)]);
-    assert!(get("never").samples.is_empty());
+    assert!(get("never").is_empty());
     assert_eq!(
         values(get("al")),
         vec![
@@ -77,8 +70,7 @@ fn histogram_buckets_accumulate_and_count_is_synthesised() {
     let fams = families(p);
     let h = &fams[0];
     let got: Vec<(String, Option<f64>, f64)> = h
-        .samples
-        .iter()
+        .samples()
         .map(|s| (s.name.to_string(), s.le, s.value))
         .collect();
     assert_eq!(

@@ -1,15 +1,18 @@
 //! The vocabulary every stage speaks: what a file holds ([`FileKind`], [`GaugeMode`],
-//! [`MetricType`]), what the merge produces and render writes ([`Family`], [`Sample`]),
-//! and what can be wrong with one file ([`FileProblem`], [`FileIssue`], [`Reason`]).
+//! [`MetricType`]), what the merge produces and render writes ([`Family`], its
+//! [`Layout`] and [`Sample`]s, [`LabelSet`]s spelled once in [`labels`]), and what can be
+//! wrong with one file ([`FileProblem`], [`FileIssue`], [`Reason`]).
 //!
 //! It depends on nothing else in the crate, so any stage may use it without creating a
 //! cycle; the rules that act on these types live with their stage (the fold rules in
 //! `fold`, the file grammar in `scan`, the on-disk layout in `format`).
 
 mod family;
+pub mod labels;
 mod problem;
 
-pub use family::{Family, LabelSet, Sample};
+pub use family::{Family, Layout, LayoutBuilder, Sample, Samples};
+pub use labels::{LabelSet, Labels};
 pub use problem::{Escaped, FileIssue, FileProblem, Reason};
 
 use std::fmt;

@@ -91,7 +91,7 @@ impl FileIndex {
             };
             match expected.peek() {
                 Some(x) if x.value_offset as usize == e.value_offset => {
-                    if keys.text(x.key) != e.key {
+                    if !keys.text_is(x.key, e.key) {
                         return Some(false);
                     }
                     expected.next();
@@ -131,6 +131,8 @@ impl FileIndex {
         let whole = end >= used;
         self.walk_old_layout(bytes, whole);
         let framed = self.frame(bytes, keys);
+        // The label sets this file added may now be handed to the merge, shared.
+        keys.seal();
         // An old file frames at most one entry with 16-byte values: the first misread
         // value runs into the next entry's key, whose text read as a length is hundreds
         // of megabytes. Two frames rule it out (and bound how far the old-layout walk

@@ -4,17 +4,23 @@
 //! (JSON, label sets, the `le` bound) is done once per distinct text for the whole
 //! directory, and the merge then hashes integers, not strings.
 
+use super::labelsets::LabelSets;
+use super::texts::Texts;
 use crate::format::key::{self, KeyError};
-use crate::model::LabelSet;
 use rustc_hash::FxHashMap;
+use std::cell::Cell;
 use std::hash::Hash;
 use std::sync::Arc;
 
 /// Gives each distinct value a small dense id.
+///
+/// Lookups remember the last id found: the keys of one file mostly share their metric,
+/// sample name and help, so most lookups are one comparison and no hashing.
 #[derive(Debug)]
 pub struct Interner<T> {
     ids: FxHashMap<T, u32>,
     items: Vec<T>,
+    last: Cell<u32>,
 }
 
 impl<T> Default for Interner<T> {
@@ -22,6 +28,7 @@ impl<T> Default for Interner<T> {
         Interner {
             ids: FxHashMap::default(),
             items: Vec::new(),
+            last: Cell::new(0),
         }
     }
 }
@@ -36,6 +43,25 @@ impl<T: Hash + Eq + Clone> Interner<T> {
         self.items.push(value.clone());
         self.ids.insert(value, id);
         id
+    }
+
+    /// The id of `value`, if it was interned.
+    pub fn find<Q>(&self, value: &Q) -> Option<u32>
+    where
+        T: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let last = self.last.get();
+        if self
+            .items
+            .get(last as usize)
+            .is_some_and(|v| v.borrow() == value)
+        {
+            return Some(last);
+        }
+        let id = self.ids.get(value).copied()?;
+        self.last.set(id);
+        Some(id)
     }
 
     /// The value of `id`.
@@ -66,7 +92,7 @@ pub enum Le {
 }
 
 /// Everything the merge needs to know about one distinct key text.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct KeyInfo {
     /// Family (metric name) id.
     pub family: u32,
@@ -80,24 +106,48 @@ pub struct KeyInfo {
     pub labels_no_pid: u32,
     /// The `le` label as a number.
     pub le: Le,
-    /// The help text in this key.
-    pub help: Arc<str>,
+    /// Help text id ([`KeyTable::help`]).
+    pub help: u32,
 }
 
+/// How a [`KeyInfo`] is kept: 28 bytes, the bound as an index.
+#[derive(Clone, Copy, Debug)]
+struct Stored {
+    family: u32,
+    name: u32,
+    labels: u32,
+    labels_no_le: u32,
+    labels_no_pid: u32,
+    help: u32,
+    /// Index in `KeyTable::bounds`, or [`LE_ABSENT`] / [`LE_BAD`].
+    le: u32,
+}
+
+const LE_ABSENT: u32 = u32::MAX;
+const LE_BAD: u32 = u32::MAX - 1;
+
 /// Decoded keys, shared by all files of a directory.
+///
+/// Memory per distinct key is what the issue-9 regression test holds to account (a
+/// million distinct series in one file): the key's own part of its text (what
+/// surrounds the labels, names and help, is kept once per metric: `parse/texts.rs`),
+/// 28 bytes of ids, and its label set spelled once in [`LabelSets`], each found through
+/// a table of 4-byte ids.
 #[derive(Debug, Default)]
 pub struct KeyTable {
-    raw: FxHashMap<Box<[u8]>, u32>,
-    infos: Vec<KeyInfo>,
-    /// The key text of each id, for writing a file's last good values back (compaction).
-    texts: Vec<Box<[u8]>>,
+    /// The key text of each id: what compaction writes back, and what a lookup compares.
+    texts: Texts,
+    infos: Vec<Stored>,
     /// Family names.
     pub families: Interner<Arc<str>>,
     /// Sample names.
     pub names: Interner<Arc<str>>,
     /// Label sets.
-    pub labelsets: Interner<LabelSet>,
+    pub labelsets: LabelSets,
     helps: Interner<Arc<str>>,
+    /// Distinct `le` bounds, by their bits.
+    bounds: Vec<f64>,
+    bound_ids: FxHashMap<u64, u32>,
 }
 
 impl KeyTable {
@@ -106,53 +156,96 @@ impl KeyTable {
     /// # Errors
     /// When the text is not a valid key.
     pub fn intern(&mut self, raw: &[u8]) -> Result<u32, KeyError> {
-        if let Some(&id) = self.raw.get(raw) {
-            return Ok(id);
-        }
-        let key = key::decode(raw)?;
-        let labels: LabelSet = key
-            .labels
-            .iter()
-            .map(|(k, v)| (Box::from(k.as_str()), Box::from(v.as_str())))
-            .collect();
-        let without = |name: &str| -> LabelSet {
-            labels
-                .iter()
-                .filter(|(k, _)| &**k != name)
-                .cloned()
-                .collect()
+        let probe = match self.texts.find(raw) {
+            Ok(id) => return Ok(id),
+            Err(probe) => probe,
         };
-        let le = match labels.iter().find(|(k, _)| &**k == "le") {
-            None => Le::Absent,
-            Some((_, v)) => py_float(v).map_or(Le::Bad, Le::Bound),
+        let key = key::decode_ref(raw)?;
+        let too_long = KeyError::Shape("the label set is too long to keep");
+        let pairs = || key.labels.iter().map(|(k, v)| (&**k, &**v));
+        let labels = self.labelsets.intern(pairs()).ok_or(too_long.clone())?;
+        let mut without = |name: &str| -> Result<u32, KeyError> {
+            if !key.labels.iter().any(|(k, _)| k == name) {
+                return Ok(labels);
+            }
+            let kept = pairs().filter(|(k, _)| *k != name);
+            self.labelsets.intern(kept).ok_or(too_long.clone())
         };
-        let labels_no_le = self.labelsets.intern(without("le"));
-        let labels_no_pid = self.labelsets.intern(without("pid"));
-        let help_id = self.helps.intern(Arc::from(key.help));
-        let info = KeyInfo {
-            family: self.families.intern(Arc::from(key.metric)),
-            name: self.names.intern(Arc::from(key.name)),
-            labels: self.labelsets.intern(labels),
+        let labels_no_le = without("le")?;
+        let labels_no_pid = without("pid")?;
+        let le = match key.labels.iter().find(|(k, _)| k == "le") {
+            None => LE_ABSENT,
+            Some((_, v)) => match py_float(v) {
+                None => LE_BAD,
+                Some(b) => {
+                    let next = self.bounds.len() as u32;
+                    let i = *self.bound_ids.entry(b.to_bits()).or_insert(next);
+                    if i == next {
+                        self.bounds.push(b);
+                    }
+                    i
+                }
+            },
+        };
+        let id = u32::try_from(self.infos.len())
+            .map_err(|_| KeyError::Shape("more than 2^32 distinct keys"))?;
+        self.infos.push(Stored {
+            family: intern_str(&mut self.families, &key.metric),
+            name: intern_str(&mut self.names, &key.name),
+            labels,
             labels_no_le,
             labels_no_pid,
+            help: intern_str(&mut self.helps, &key.help),
             le,
-            help: self.helps.get(help_id).clone(),
-        };
-        let id = u32::try_from(self.infos.len()).expect("fewer than 2^32 keys");
-        self.infos.push(info);
-        self.texts.push(Box::from(raw));
-        self.raw.insert(Box::from(raw), id);
+        });
+        let pushed = self.texts.push(raw, probe);
+        debug_assert_eq!(pushed, id);
         Ok(id)
     }
 
-    /// The text of key `id`, as the file holds it.
-    pub fn text(&self, id: u32) -> &[u8] {
-        &self.texts[id as usize]
+    /// Whether the text of key `id` is `raw` (what [`KeyTable::text`] would give, without
+    /// putting it together).
+    pub fn text_is(&self, id: u32, raw: &[u8]) -> bool {
+        self.texts.is(id, raw)
+    }
+
+    /// Makes the label sets added so far shareable (see [`LabelSets::seal`]).
+    pub fn seal(&mut self) {
+        self.labelsets.seal();
+    }
+
+    /// The text of key `id`, as the file holds it (empty for an unknown id).
+    pub fn text(&self, id: u32) -> Vec<u8> {
+        self.texts.text(id)
     }
 
     /// What is known about key `id`.
-    pub fn info(&self, id: u32) -> &KeyInfo {
-        &self.infos[id as usize]
+    ///
+    /// # Panics
+    /// For an id this table did not give out.
+    pub fn info(&self, id: u32) -> KeyInfo {
+        let s = self.infos[id as usize];
+        KeyInfo {
+            family: s.family,
+            name: s.name,
+            labels: s.labels,
+            labels_no_le: s.labels_no_le,
+            labels_no_pid: s.labels_no_pid,
+            le: match s.le {
+                LE_ABSENT => Le::Absent,
+                LE_BAD => Le::Bad,
+                i => self
+                    .bounds
+                    .get(i as usize)
+                    .map_or(Le::Bad, |&b| Le::Bound(b)),
+            },
+            help: s.help,
+        }
+    }
+
+    /// Help text `id` (see [`KeyInfo::help`]).
+    pub fn help(&self, id: u32) -> &Arc<str> {
+        self.helps.get(id)
     }
 
     /// How many distinct key texts were decoded.
@@ -164,6 +257,13 @@ impl KeyTable {
     pub fn is_empty(&self) -> bool {
         self.infos.is_empty()
     }
+}
+
+/// The id of `s`, allocating only when it is new.
+fn intern_str(interner: &mut Interner<Arc<str>>, s: &str) -> u32 {
+    interner
+        .find(s)
+        .unwrap_or_else(|| interner.intern(Arc::from(s)))
 }
 
 /// Python's `float(str)`: surrounding whitespace, `inf`/`nan` in any case, and

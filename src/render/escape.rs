@@ -5,6 +5,12 @@
 //! in the text format and also `"` in OpenMetrics. Names are kept when they are valid
 //! legacy names; otherwise they are rewritten by the negotiated escaping scheme
 //! (`underscores` unless the scraper asked for another) or quoted under `allow-utf-8`.
+//!
+//! The escapes themselves and the legacy label-name rule are spelled once, in
+//! [`crate::model::labels`], because label sets are kept spelled (see there).
+
+pub use crate::model::labels::is_legacy_label_name;
+use crate::model::labels::{is_label_rune, push_escaped};
 
 /// How names outside the legacy character set are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -43,10 +49,6 @@ impl Escaping {
     }
 }
 
-fn is_label_rune(c: char, i: usize) -> bool {
-    c.is_ascii_alphabetic() || c == '_' || (c.is_ascii_digit() && i > 0)
-}
-
 fn is_metric_rune(c: char, i: usize) -> bool {
     is_label_rune(c, i) || c == ':'
 }
@@ -54,28 +56,6 @@ fn is_metric_rune(c: char, i: usize) -> bool {
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub fn is_legacy_metric_name(s: &str) -> bool {
     !s.is_empty() && s.chars().enumerate().all(|(i, c)| is_metric_rune(c, i))
-}
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn is_legacy_label_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().enumerate().all(|(i, c)| is_label_rune(c, i))
-}
-
-/// Appends `s` with `\\` and newline escaped, and `"` too when `quotes` is set.
-fn push_escaped(out: &mut String, s: &str, quotes: bool) {
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc = match b {
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'"' if quotes => "\\\"",
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        out.push_str(esc);
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
 }
 
 /// Appends a label value (or a quoted name) with `\\`, newline and `"` escaped.

@@ -21,38 +21,97 @@ pub fn push_go(out: &mut String, x: f64) {
     } else if x.fract() == 0.0 && x < 1e6 && x > -1e15 {
         // Integral values (most counters) in Python's fixed form: digits and ".0".
         // Positives from 1e6 take Go's exponent form below; negatives stay fixed to 1e16.
-        let _ = write!(out, "{}.0", x as i64);
+        push_integer(out, x as i64);
+        out.push_str(".0");
+    } else if x.fract() == 0.0 && (1e6..EXACT).contains(&x) {
+        push_integer_exponent(out, x as u64);
     } else {
-        let mut buf = Buf::new();
-        // Shortest round-trip digits in scientific form: `d[.ddd]e[-]N`.
-        let _ = write!(buf, "{:e}", x.abs());
-        let text = buf.as_str();
-        let (mantissa, exp) = split_at_byte(text, b'e').unwrap_or((text, "0"));
-        let exp: i32 = exp.parse().unwrap_or(0);
-        let (lead, rest) = split_at_byte(mantissa, b'.').unwrap_or((mantissa, ""));
-        if x < 0.0 {
-            out.push('-');
+        push_shortest(out, x);
+    }
+}
+
+/// Below 2^53 every integer is a double and its neighbours are integers too, so the
+/// shortest digits that round-trip are its own decimal digits.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// An integer from 1e6 to 2^53 in Go's exponent form, e.g. `1.048576e+06`: what
+/// [`push_shortest`] writes for it, from its own digits.
+fn push_integer_exponent(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut m = n;
+    while m > 0 {
+        at -= 1;
+        digits[at] = b'0' + (m % 10) as u8;
+        m /= 10;
+    }
+    let digits = &digits[at..];
+    let exp = digits.len() - 1;
+    let mut end = digits.len();
+    while end > 1 && digits[end - 1] == b'0' {
+        end -= 1;
+    }
+    out.push(char::from(digits[0]));
+    if end > 1 {
+        out.push('.');
+        out.extend(digits[1..end].iter().map(|&d| char::from(d)));
+    }
+    out.push_str("e+");
+    out.push(char::from(b'0' + (exp / 10) as u8));
+    out.push(char::from(b'0' + (exp % 10) as u8));
+}
+
+/// Any other finite, non-zero `x`, from the shortest digits that `{:e}` yields.
+fn push_shortest(out: &mut String, x: f64) {
+    let mut buf = Buf::new();
+    // Shortest round-trip digits in scientific form: `d[.ddd]e[-]N`.
+    let _ = write!(buf, "{:e}", x.abs());
+    let text = buf.as_str();
+    let (mantissa, exp) = split_at_byte(text, b'e').unwrap_or((text, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (lead, rest) = split_at_byte(mantissa, b'.').unwrap_or((mantissa, ""));
+    if x < 0.0 {
+        out.push('-');
+    }
+    if x > 0.0 && (6..16).contains(&exp) {
+        // floatToGoString's rewrite of Python's fixed form with >= 7 integer digits.
+        out.push_str(lead);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
         }
-        if x > 0.0 && (6..16).contains(&exp) {
-            // floatToGoString's rewrite of Python's fixed form with >= 7 integer digits.
-            out.push_str(lead);
-            if !rest.is_empty() {
-                out.push('.');
-                out.push_str(rest);
-            }
-            let _ = write!(out, "e+{exp:02}");
-        } else if (-4..16).contains(&exp) {
-            push_fixed(out, lead, rest, exp);
-        } else {
-            out.push_str(lead);
-            if !rest.is_empty() {
-                out.push('.');
-                out.push_str(rest);
-            }
-            let sign = if exp < 0 { '-' } else { '+' };
-            let _ = write!(out, "e{sign}{:02}", exp.unsigned_abs());
+        let _ = write!(out, "e+{exp:02}");
+    } else if (-4..16).contains(&exp) {
+        push_fixed(out, lead, rest, exp);
+    } else {
+        out.push_str(lead);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        let sign = if exp < 0 { '-' } else { '+' };
+        let _ = write!(out, "e{sign}{:02}", exp.unsigned_abs());
+    }
+}
+
+/// The decimal digits of `n` (with its sign), without the formatting machinery: this
+/// spells most values of every scrape.
+fn push_integer(out: &mut String, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
         }
     }
+    if n < 0 {
+        out.push('-');
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// `s` split around the first `b` (an ASCII byte), like `str::split_once` but a plain
@@ -183,6 +242,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn integers_spell_as_their_shortest_digits(n in 1_000_000u64..(1 << 53), zeros in 0u32..6) {
+            let x = ((n / 10u64.pow(zeros)) * 10u64.pow(zeros)).max(1_000_000) as f64;
+            let (mut fast, mut general) = (String::new(), String::new());
+            push_go(&mut fast, x);
+            push_shortest(&mut general, x);
+            prop_assert_eq!(fast, general);
+        }
+
         #[test]
         fn round_trips(x in any::<f64>()) {
             let s = go(x);

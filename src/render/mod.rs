@@ -10,7 +10,8 @@
 //! lines, the end marker); sample lines are common (`render/sample.rs`). [`Format`] names a
 //! format with its version and escaping, and is the only place that spells a
 //! `Content-Type`. Writing goes into one reused `String` with our own escaping
-//! ([`escape`]) and number spelling ([`float`]); nothing here allocates per sample.
+//! ([`escape`]) and number spelling ([`float`]); nothing here allocates per sample: label
+//! sets come spelled, and a line whose names are all legacy names copies that text.
 //!
 //! Render depends on [`crate::model`] only.
 
@@ -22,8 +23,6 @@ pub mod text;
 
 use crate::model::Family;
 use escape::Escaping;
-
-pub use sample::underscores_prefix;
 
 /// The version of OpenMetrics a scraper asked for; both are written alike (0.0.1 is
 /// what Prometheus before 2.x calls the same text), and echoed in `Content-Type`.

@@ -4,7 +4,7 @@
 //! `c_total`), HELP also escapes `"`, and the exposition ends with `# EOF`.
 
 use super::escape::{self, Escaping};
-use super::sample::push_sample;
+use super::sample::push_samples;
 use crate::model::Family;
 
 /// Appends one family: HELP, TYPE and its samples.
@@ -18,9 +18,7 @@ pub fn push_family(out: &mut String, family: &Family, escaping: Escaping) {
     out.push(' ');
     out.push_str(family.typ.as_str());
     out.push('\n');
-    for sample in &family.samples {
-        push_sample(out, sample, escaping);
-    }
+    push_samples(out, family, escaping);
 }
 
 /// The end marker every OpenMetrics exposition needs.

@@ -5,7 +5,7 @@
 //! escapes only `\\` and newline; there is no end marker.
 
 use super::escape::{self, Escaping};
-use super::sample::push_sample;
+use super::sample::push_samples;
 use crate::model::{Family, MetricType};
 
 /// Appends one family: HELP, TYPE and its samples.
@@ -31,7 +31,5 @@ pub fn push_family(out: &mut String, family: &Family, escaping: Escaping) {
     out.push(' ');
     out.push_str(type_name);
     out.push('\n');
-    for sample in &family.samples {
-        push_sample(out, sample, escaping);
-    }
+    push_samples(out, family, escaping);
 }

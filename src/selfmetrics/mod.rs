@@ -20,11 +20,11 @@ pub use table::{Def, TABLE};
 use crate::collect::Pass;
 use crate::compact::{Report, SkipReason};
 use crate::liveness::Evidence;
-use crate::model::{Family, Reason};
+use crate::model::{Family, LayoutBuilder, Reason};
 use crate::procfs;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Prefix of every family we own.
@@ -205,14 +205,18 @@ impl SelfMetrics {
                     name: format!("{PREFIX}{}", d.name),
                     typ: d.typ,
                     labels: d.labels,
-                    samples: Vec::new(),
+                    layout: LayoutBuilder::default(),
+                    values: Vec::new(),
                 };
                 (d.values)(&inputs, &mut out);
-                (!out.samples.is_empty()).then(|| Family {
-                    name: out.name.into(),
-                    help: d.help.into(),
-                    typ: d.typ,
-                    samples: out.samples,
+                (!out.layout.is_empty()).then(|| {
+                    Family::new(
+                        out.name.into(),
+                        d.help.into(),
+                        d.typ,
+                        Arc::new(out.layout.finish()),
+                        out.values,
+                    )
                 })
             })
             .collect()
@@ -232,7 +236,7 @@ mod tests {
     #[test]
     fn process_metrics_are_present_and_sane() {
         let fams = SelfMetrics::default().families(&Pass::default(), true);
-        let get = |n: &str| family(&fams, n).samples[0].value;
+        let get = |n: &str| family(&fams, n).samples().next().unwrap().value;
         assert!(get("multiproc_exporter_process_resident_memory_bytes") > 0.0);
         assert!(get("multiproc_exporter_process_open_fds") >= 3.0);
         let start = get("multiproc_exporter_process_start_time_seconds");
@@ -242,7 +246,11 @@ mod tests {
             .as_secs_f64();
         assert!(start > 1.6e9 && start <= now + 1.0);
         assert_eq!(
-            &*family(&fams, "multiproc_exporter_process_cpu_seconds").samples[0].name,
+            family(&fams, "multiproc_exporter_process_cpu_seconds")
+                .samples()
+                .next()
+                .unwrap()
+                .name,
             "multiproc_exporter_process_cpu_seconds_total"
         );
         assert!(fams.iter().all(|f| f.name.starts_with(PREFIX)));
@@ -255,17 +263,9 @@ mod tests {
         m.merged(Duration::from_secs(6), &Pass::default());
         let fams = m.families(&Pass::default(), true);
         let h = family(&fams, "multiproc_exporter_merge_duration_seconds");
-        let inf = h
-            .samples
-            .iter()
-            .find(|s| s.le == Some(f64::INFINITY))
-            .unwrap();
-        let count = h
-            .samples
-            .iter()
-            .find(|s| s.name.ends_with("_count"))
-            .unwrap();
-        let five = h.samples.iter().find(|s| s.le == Some(5.0)).unwrap();
+        let inf = h.samples().find(|s| s.le == Some(f64::INFINITY)).unwrap();
+        let count = h.samples().find(|s| s.name.ends_with("_count")).unwrap();
+        let five = h.samples().find(|s| s.le == Some(5.0)).unwrap();
         assert_eq!((inf.value, count.value, five.value), (2.0, 2.0, 1.0));
     }
 
@@ -273,22 +273,22 @@ mod tests {
     fn test_issue_8_labelled_counters_start_at_zero_for_every_label_value() {
         let fams = SelfMetrics::default().families(&Pass::default(), false);
         let errors = family(&fams, "multiproc_exporter_file_errors");
-        assert_eq!(errors.samples.len(), Reason::ALL.len());
-        assert!(errors.samples.iter().all(|s| s.value == 0.0));
+        assert_eq!(errors.len(), Reason::ALL.len());
+        assert!(errors.samples().all(|s| s.value == 0.0));
         assert_eq!(
-            family(&fams, "multiproc_exporter_compaction_skipped")
-                .samples
-                .len(),
+            family(&fams, "multiproc_exporter_compaction_skipped").len(),
             SkipReason::ALL.len()
         );
         assert_eq!(
-            family(&fams, "multiproc_exporter_writers_proven_dead")
-                .samples
-                .len(),
+            family(&fams, "multiproc_exporter_writers_proven_dead").len(),
             Evidence::ALL.len()
         );
         assert_eq!(
-            family(&fams, "multiproc_exporter_ready").samples[0].value,
+            family(&fams, "multiproc_exporter_ready")
+                .samples()
+                .next()
+                .unwrap()
+                .value,
             0.0
         );
     }

@@ -4,8 +4,9 @@ use super::{DURATION_BOUNDS, DurationHistogram, LifecycleState, ScrapeStage, Sel
 use crate::collect::Pass;
 use crate::compact::SkipReason;
 use crate::liveness::Evidence;
-use crate::model::{FileKind, MetricType, Reason, Sample};
+use crate::model::{FileKind, LabelSet, LayoutBuilder, MetricType, Reason};
 use crate::procfs;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// One self-metric family.
@@ -37,7 +38,9 @@ pub(super) struct Out {
     pub(super) name: String,
     pub(super) typ: MetricType,
     pub(super) labels: &'static [&'static str],
-    pub(super) samples: Vec<Sample>,
+    /// The series so far, and their values.
+    pub(super) layout: LayoutBuilder,
+    pub(super) values: Vec<Option<f64>>,
 }
 
 impl Out {
@@ -64,9 +67,9 @@ impl Out {
             .zip(values.iter().copied())
             .collect();
         labels.sort_unstable();
-        let mut s = Sample::new(name, &labels, value);
-        s.le = le;
-        self.samples.push(s);
+        let name: Arc<str> = Arc::from(name);
+        self.layout.push(&name, &LabelSet::new(labels), None, le);
+        self.values.push(Some(value));
     }
 
     /// A histogram: cumulative buckets up to `+Inf` (which always equals the count),
@@ -263,11 +266,7 @@ pub static TABLE: &[Def] = &[
         |i, o| {
             o.set(
                 &[],
-                i.pass
-                    .families
-                    .iter()
-                    .map(|f| f.samples.len())
-                    .sum::<usize>() as f64,
+                i.pass.families.iter().map(|f| f.len()).sum::<usize>() as f64,
             )
         },
     ),
@@ -278,7 +277,7 @@ pub static TABLE: &[Def] = &[
         &["family"],
         |i, o| {
             for f in &i.pass.families {
-                o.set(&[&f.name], f.samples.len() as f64)
+                o.set(&[&f.name], f.len() as f64)
             }
         },
     ),

@@ -134,24 +134,13 @@ pub(super) fn payload_message(payload: Box<dyn std::any::Any + Send>) -> String 
 /// Renders `families` (only samples named in the key's filter, if any) and compresses.
 pub fn encode(families: &[Family], key: &BodyKey) -> Bytes {
     crate::testpoint::panic("render");
-    let mut text = String::with_capacity(families.iter().map(|f| f.samples.len() * 80 + 64).sum());
+    let mut text = String::with_capacity(families.iter().map(|f| f.len() * 80 + 64).sum());
     match &key.names {
         None => render::render(families, key.format, &mut text),
         Some(names) => {
             let filtered: Vec<Family> = families
                 .iter()
-                .filter_map(|f| {
-                    let samples: Vec<_> = f
-                        .samples
-                        .iter()
-                        .filter(|s| names.iter().any(|n| n.as_str() == &*s.name))
-                        .cloned()
-                        .collect();
-                    (!samples.is_empty()).then(|| Family {
-                        samples,
-                        ..f.clone()
-                    })
-                })
+                .filter_map(|f| f.filtered(|name| names.iter().any(|n| n == name)))
                 .collect();
             render::render(&filtered, key.format, &mut text);
         }

@@ -36,6 +36,9 @@ mod ghosts;
 /// Concurrent scrapes under churn and hostile clients.
 mod load;
 
+/// Memory at scale: a million series in one file.
+mod memory;
+
 /// The built-in demo pool.
 mod demo;
 
