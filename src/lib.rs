@@ -34,12 +34,13 @@
 //! files into archives and cleans stale directories, [`watch`] reports files appearing
 //! and vanishing. [`collect`] drives one pass of the pipeline over a directory and keeps
 //! the incremental state between passes; [`config`] turns flags and environment into
-//! validated settings; [`demo`] runs a simulated worker pool; [`testpoint`] holds the
-//! fault injection points of the crash tests.
+//! validated settings; [`demo`] runs a simulated worker pool; [`healthcheck`] is the
+//! client of `multiproc-exporter healthcheck` (one GET of `/healthz`); [`testpoint`]
+//! holds the fault injection points of the crash tests.
 //!
 //! Dependencies point one way (`tests/it/layout.rs` checks it): `model`, `format`,
-//! `dir` and `procfs` depend on nothing; `fold` on `model`; the stages on those; `render` on
-//! `model` only; `serve` on everything it drives.
+//! `dir`, `procfs` and `healthcheck` depend on nothing; `fold` on `model`; the stages on
+//! those; `render` on `model` only; `serve` on everything it drives.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -50,6 +51,7 @@ pub mod demo;
 pub mod dir;
 pub mod fold;
 pub mod format;
+pub mod healthcheck;
 pub mod liveness;
 pub mod merge;
 pub mod model;

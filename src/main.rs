@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Some(Command::Render(args)) => args.validate().map(render_once),
         Some(Command::Compact(args)) => args.validate().map(compact_once),
         Some(Command::Serve(args)) => args.validate().map(serve_main),
+        Some(Command::Healthcheck(args)) => args.validate().map(healthcheck_once),
         None => cli.serve.validate().map(serve_main),
         Some(Command::DemoWorker(args)) => Ok(demo::worker_main(
             &args.dir,
@@ -133,6 +134,13 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
+}
+
+/// `healthcheck`: one GET; the status line on stdout when it is 200.
+fn healthcheck_once(target: multiproc_exporter::healthcheck::Target) -> anyhow::Result<()> {
+    let status = multiproc_exporter::healthcheck::check(&target)?;
+    println!("healthy: GET {} answered {status}", target.url());
+    Ok(())
 }
 
 /// `compact`: one lifecycle round; prints what it did as `key=value` pairs.

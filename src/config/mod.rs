@@ -7,10 +7,11 @@
 //! Two phases: [`Cli::from_command_line`] parses the raw flags (an empty environment
 //! variable counts as unset, see [`unset_empty_env`]), then `validate` on the
 //! subcommand's flags ([`ServeArgs::validate`], [`RenderArgs::validate`],
-//! [`CompactArgs::validate`]) resolves the directory, checks and resolves the values and
-//! returns the settings the binary runs with ([`Serve`], [`Render`], [`Compact`]). Every
-//! default lives once, in the `DEFAULT_*` constants below, used both by the flags and by
-//! [`ServeConfig::new`].
+//! [`CompactArgs::validate`], [`HealthcheckArgs::validate`]) resolves the directory,
+//! checks and resolves the values and returns the settings the binary runs with
+//! ([`Serve`], [`Render`], [`Compact`], a [`healthcheck::Target`](crate::healthcheck::Target)).
+//! Every default lives once, in the `DEFAULT_*` constants below, used both by the flags
+//! and by [`ServeConfig::new`].
 
 use crate::compact;
 use crate::liveness;
@@ -26,8 +27,8 @@ use std::time::Duration;
 mod settings;
 
 pub use settings::{
-    Compact, ConfigError, Pool, Render, Serve, ServeConfig, check_telemetry_path,
-    lifecycle_settings, listen_addresses, resolve_dir,
+    Compact, ConfigError, Pool, Render, Serve, ServeConfig, check_telemetry_path, healthcheck_url,
+    lifecycle_settings, listen_addresses, probe_addresses, resolve_dir,
 };
 
 /// Environment variable prometheus_client reads the directory from.
@@ -49,6 +50,8 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// `--web.shutdown-timeout`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--timeout` of `healthcheck`.
+pub const DEFAULT_HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// `--lifecycle.interval`.
 pub const DEFAULT_LIFECYCLE_INTERVAL: Duration = Duration::from_secs(1);
 /// `--compaction.min-free-bytes` (of `serve` and `compact`).
@@ -161,6 +164,10 @@ pub enum Command {
     /// Run one lifecycle round and exit: finish an interrupted compaction, fold the
     /// files of proven-dead workers into archives, remove their live gauges.
     Compact(CompactArgs),
+    /// Check that a running server answers: GET /healthz on loopback and exit 0 if it
+    /// answers 200, 1 if not (for container runtimes that run a command as health
+    /// check; the image has no shell and no curl).
+    Healthcheck(HealthcheckArgs),
     /// One worker of the --demo pool (started by the demo supervisor).
     #[command(hide = true)]
     DemoWorker(DemoWorkerArgs),
@@ -343,6 +350,34 @@ pub struct CompactArgs {
         default_value_t = DEFAULT_MIN_FREE_BYTES
     )]
     pub min_free_bytes: u64,
+}
+
+/// Flags of `healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The server's listen address, as given to `serve` (the same environment variable):
+    /// its port is probed on loopback when the host is empty or an any-address (0.0.0.0,
+    /// ::), else on that host.
+    #[arg(
+        id = "healthcheck_listen_address",
+        long = "web.listen-address",
+        env = "MULTIPROC_EXPORTER_WEB_LISTEN_ADDRESS",
+        value_name = "ADDRESS",
+        default_value = DEFAULT_LISTEN_ADDRESS
+    )]
+    pub listen_address: String,
+    /// Probe this URL instead (http://HOST:PORT/PATH, e.g. a /readyz); it wins over
+    /// --web.listen-address.
+    #[arg(id = "healthcheck_url", long = "url", value_name = "URL")]
+    pub url: Option<String>,
+    /// Give up after this long (connecting, sending, reading the status line).
+    #[arg(
+        id = "healthcheck_timeout",
+        long = "timeout",
+        value_name = "DURATION",
+        default_value_t = DurationArg(DEFAULT_HEALTHCHECK_TIMEOUT)
+    )]
+    pub timeout: DurationArg,
 }
 
 /// Flags of the hidden `demo-worker` subcommand.

@@ -1,6 +1,7 @@
 //! Validated settings: what the binary runs with, built from the raw flags.
 
 use super::*;
+use crate::healthcheck::Target;
 use std::net::{SocketAddr, ToSocketAddrs};
 use thiserror::Error;
 
@@ -197,6 +198,118 @@ impl CompactArgs {
     }
 }
 
+impl HealthcheckArgs {
+    /// Resolves what to probe: `--url` if given, else `/healthz` on the port of
+    /// `--web.listen-address`, on loopback when that address is every interface.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] for a listen address or URL that is not usable (a usage error).
+    pub fn validate(self) -> Result<Target, ConfigError> {
+        let (addrs, authority, path) = match &self.url {
+            Some(url) => healthcheck_url(url)?,
+            None => {
+                let addrs = probe_addresses(&self.listen_address)?;
+                let authority = match self.listen_address.rsplit_once(':') {
+                    Some((host, _)) if !is_unspecified(host) => self.listen_address.clone(),
+                    _ => addrs[0].to_string(),
+                };
+                (addrs, authority, "/healthz".to_owned())
+            }
+        };
+        Ok(Target {
+            addrs,
+            authority,
+            path,
+            timeout: self.timeout.into(),
+        })
+    }
+}
+
+fn is_unspecified(host: &str) -> bool {
+    matches!(host, "" | "0.0.0.0" | "[::]")
+}
+
+/// Where a client on this host reaches a server listening on `spec`: the addresses of
+/// [`listen_addresses`] with every unspecified address (all interfaces) replaced by the
+/// loopback address of its family, IPv4 first (a dual-stack `[::]` socket answers on
+/// 127.0.0.1 too, and a host without IPv6 has no `::1`).
+///
+/// # Errors
+/// As [`listen_addresses`].
+pub fn probe_addresses(spec: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut addrs: Vec<SocketAddr> = listen_addresses(spec)?
+        .into_iter()
+        .map(|mut a| {
+            if a.ip().is_unspecified() {
+                a.set_ip(match a {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            a
+        })
+        .collect();
+    if spec
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host.is_empty())
+    {
+        addrs.sort_by_key(SocketAddr::is_ipv6);
+    }
+    Ok(addrs)
+}
+
+/// Splits `http://HOST[:PORT][/PATH]` into the addresses HOST resolves to, the `Host`
+/// header and the path (`/healthz` when the URL has none). The port defaults to 80.
+///
+/// # Errors
+/// [`ConfigError::HealthcheckUrl`] for another scheme (https included: the check speaks
+/// plain HTTP), a missing host, a bad port or a host that does not resolve.
+pub fn healthcheck_url(url: &str) -> Result<(Vec<SocketAddr>, String, String), ConfigError> {
+    let bad = |reason: &str| ConfigError::HealthcheckUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| bad("only http:// URLs can be probed"))?;
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
+        Some(_) => return Err(bad("a path must start with /")),
+        None => (rest, "/healthz"),
+    };
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("the path has a space or a control character"));
+    }
+    if authority.is_empty() || authority.contains('@') {
+        return Err(bad("HOST[:PORT] expected after http://"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (h, p.parse::<u16>().map_err(|_| bad("bad port"))?),
+        _ => (authority, 80),
+    };
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if bare.is_empty() {
+        return Err(bad("HOST[:PORT] expected after http://"));
+    }
+    let addrs: Vec<SocketAddr> = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) if host.starts_with('[') || bare.contains(':') => {
+            return Err(bad("bad IPv6 address"));
+        }
+        Err(_) => (bare, port)
+            .to_socket_addrs()
+            .map_err(|e| bad(&format!("host {bare:?} cannot be resolved: {e}")))?
+            .collect(),
+    };
+    if addrs.is_empty() {
+        return Err(bad(&format!("host {bare:?} has no addresses")));
+    }
+    Ok((addrs, authority.to_owned(), path.to_owned()))
+}
+
 /// The addresses to try for a listen address (`:PORT` means every interface, IPv6 and
 /// IPv4 where the system has both).
 ///
@@ -279,6 +392,14 @@ pub enum ConfigError {
     /// `--web.write-timeout 0s` would fail every response.
     #[error("--web.write-timeout must be longer than 0s")]
     ZeroWriteTimeout,
+    /// The `--url` of `healthcheck` is not usable.
+    #[error("--url {url:?} is not http://HOST[:PORT][/PATH]: {reason}")]
+    HealthcheckUrl {
+        /// The flag's value.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// `--web.telemetry-path` is not usable.
     #[error("--web.telemetry-path {0:?} must start with '/' and not be /, /healthz or /readyz")]
     TelemetryPath(String),

@@ -204,3 +204,70 @@ fn test_issue_9_the_write_timeout_is_a_positive_duration() {
     assert_eq!(err, ConfigError::ZeroWriteTimeout);
     assert!(err.to_string().contains("--web.write-timeout"), "{err}");
 }
+
+#[test]
+fn test_issue_10_healthcheck_probes_loopback_on_the_listen_port() {
+    let target = |args: &[&str]| {
+        let mut argv = vec!["multiproc-exporter", "healthcheck"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Some(Command::Healthcheck(h)) = cli.command else {
+            panic!("healthcheck expected")
+        };
+        h.validate()
+    };
+    let addrs = |t: &crate::healthcheck::Target| {
+        t.addrs.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    let t = target(&["--web.listen-address", ":9867"]).unwrap();
+    assert_eq!(addrs(&t), ["127.0.0.1:9867", "[::1]:9867"]);
+    assert_eq!(t.url(), "http://127.0.0.1:9867/healthz");
+    assert_eq!(t.timeout, DEFAULT_HEALTHCHECK_TIMEOUT);
+    let t = target(&["--web.listen-address", "0.0.0.0:80", "--timeout", "1s"]).unwrap();
+    assert_eq!(addrs(&t), ["127.0.0.1:80"]);
+    assert_eq!(t.timeout, Duration::from_secs(1));
+    let t = target(&["--web.listen-address", "[::]:80"]).unwrap();
+    assert_eq!(addrs(&t), ["[::1]:80"]);
+    let t = target(&["--web.listen-address", "127.0.0.7:81"]).unwrap();
+    assert_eq!(t.url(), "http://127.0.0.7:81/healthz");
+    // --url wins and may name another path.
+    let t = target(&[
+        "--web.listen-address",
+        ":1",
+        "--url",
+        "http://[::1]:9000/readyz",
+    ])
+    .unwrap();
+    assert_eq!(
+        (addrs(&t), t.url()),
+        (
+            vec!["[::1]:9000".to_owned()],
+            "http://[::1]:9000/readyz".to_owned()
+        )
+    );
+    let t = target(&["--url", "http://127.0.0.1"]).unwrap();
+    assert_eq!(
+        (addrs(&t), t.path.as_str()),
+        (vec!["127.0.0.1:80".to_owned()], "/healthz")
+    );
+    for bad in [
+        "https://127.0.0.1:9867/healthz",
+        "127.0.0.1:9867",
+        "http://",
+        "http://:80/healthz",
+        "http://127.0.0.1:x/healthz",
+        "http://127.0.0.1:80?x",
+        "http://[::1/healthz",
+        "http://127.0.0.1/a b",
+    ] {
+        let err = target(&["--url", bad]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::HealthcheckUrl { url, .. } if url == bad),
+            "{bad}: {err:?}"
+        );
+    }
+    assert!(matches!(
+        target(&["--web.listen-address", "nonsense"]),
+        Err(ConfigError::ListenAddress(_))
+    ));
+}

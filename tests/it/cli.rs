@@ -1,4 +1,4 @@
-//! Flags, environment fallbacks and exit codes of `render`.
+//! Flags, environment fallbacks and exit codes of `render`, `compact` and `healthcheck`.
 
 use crate::util::{BIN, harness, value};
 use std::process::Command;
@@ -235,6 +235,7 @@ fn test_issue_8_help_shows_no_internal_placeholders() {
         &["serve"],
         &["render"],
         &["compact"],
+        &["healthcheck"],
         &["demo-worker"],
     ];
     for (cmd, help) in commands.iter().flat_map(|c| [(c, "--help"), (c, "-h")]) {
@@ -262,5 +263,54 @@ fn test_issue_8_help_shows_no_internal_placeholders() {
         "--format <FORMAT>",
     ] {
         assert!(all.contains(shown), "{shown} in\n{all}");
+    }
+}
+
+#[test]
+fn test_issue_10_healthcheck_exits_0_only_while_the_server_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("not-yet");
+    let server = crate::util::Server::start(&["--dir", missing.to_str().unwrap()]);
+    let addr = server.addr.to_string();
+    // The port from --web.listen-address, or from the variable `serve` reads too.
+    let (out, err, code) = run(&["healthcheck", "--web.listen-address", &addr], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("healthy: GET http://"), "{out}");
+    let (_, err, code) = run(
+        &["healthcheck"],
+        &[("MULTIPROC_EXPORTER_WEB_LISTEN_ADDRESS", &addr)],
+    );
+    assert_eq!(code, 0, "{err}");
+    // /healthz never depends on the directory; /readyz does, through --url.
+    let readyz = format!("http://{addr}/readyz");
+    let (out, err, code) = run(&["healthcheck", "--url", &readyz], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("503"), "{err}");
+    std::fs::create_dir(&missing).unwrap();
+    server.wait_ready();
+    let (_, err, code) = run(&["healthcheck", "--url", &readyz], &[]);
+    assert_eq!(code, 0, "{err}");
+    // Once the server is gone: 1, and a message naming the URL.
+    drop(server);
+    let (out, err, code) = run(&["healthcheck", "--web.listen-address", &addr], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains(&format!("http://{addr}/healthz")) && err.contains("cannot connect"),
+        "{err}"
+    );
+}
+
+#[test]
+fn test_issue_10_healthcheck_usage_errors_exit_2() {
+    for args in [
+        &["healthcheck", "--url", "https://127.0.0.1:9867/healthz"][..],
+        &["healthcheck", "--web.listen-address", "nonsense"],
+        &["healthcheck", "--timeout", "soon"],
+    ] {
+        let (out, err, code) = run(args, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty());
+        assert!(err.starts_with("error:"), "{err}");
     }
 }

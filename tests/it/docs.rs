@@ -26,7 +26,7 @@ fn configuration_doc_covers_help() {
         "/docs/configuration.md"
     ))
     .unwrap();
-    for cmd in ["serve", "render"] {
+    for cmd in ["serve", "render", "compact", "healthcheck"] {
         let out = std::process::Command::new(BIN)
             .args([cmd, "--help"])
             .output()

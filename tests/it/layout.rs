@@ -130,6 +130,10 @@ fn test_issue_8_module_graph_has_no_cycle() {
         deps("dir").is_empty(),
         "the held directory depends on nothing"
     );
+    assert!(
+        deps("healthcheck").is_empty(),
+        "the healthcheck client depends on nothing"
+    );
     // The file format has one home: no other module spells the header or padding.
     for (m, _) in g.iter().filter(|(m, _)| m.as_str() != "format") {
         let text = source(m);

@@ -143,7 +143,10 @@ fn churn_of_2000_workers_keeps_counts_exact_and_monotonic() {
     // (prometheus_client reopens `counter_<pid>.db`): each distinct pid leaves at least
     // its counter and histogram files to absorb.
     let pids = expected["distinct_pids"].as_f64().unwrap();
-    assert!(absorbed >= 2.0 * pids, "{absorbed} absorbed for {pids} pids");
+    assert!(
+        absorbed >= 2.0 * pids,
+        "{absorbed} absorbed for {pids} pids"
+    );
 }
 
 #[test]
