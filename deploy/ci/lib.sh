@@ -98,10 +98,11 @@ pinned_venv() {
   echo "$venv/bin/python"
 }
 
-# The Debian 12 rootfs of the systemd check, as a tarball keyed by what it is made of
-# (systemd and python3; no docs, man pages or locales); prints its path.
+# A Debian 12 root file system with the packages $1 (comma-separated; default the
+# systemd check's: systemd,python3), no docs, man pages or locales, as a tarball keyed
+# by what it is made of; prints its path. The example app's image uses python3 alone.
 rootfs_tarball() {
-  local packages=systemd,python3 key tarball
+  local packages=${1:-systemd,python3} key tarball
   key=$(printf 'bookworm %s v1' "$packages" | sha256sum | cut -c1-12)
   tarball=$DEPLOY_CACHE/rootfs-$key.tar
   if [ ! -s "$tarball" ]; then

@@ -15,4 +15,5 @@ need_commands mmdebstrap:mmdebstrap
 pinned_venv > /dev/null
 python_site > /dev/null
 rootfs_tarball > /dev/null
+rootfs_tarball python3 > /dev/null
 say "ok: prepared in ${SECONDS}s"
