@@ -144,3 +144,19 @@ python_site() {
   fi
   echo "$site"
 }
+
+# A virtualenv under target/deploy-ci/ with the compose tools the compose check pins
+# (podman-compose, check-jsonschema with its copy of the compose specification);
+# prints its bin directory (absolute: the check runs it from deploy/compose).
+compose_venv() {
+  local venv=$DEPLOY_CACHE/compose-venv pins="podman-compose==1.6.0 check-jsonschema==0.39.0"
+  if [ "$(cat "$venv/pins.txt" 2>/dev/null)" != "$pins" ]; then
+    say "virtualenv with $pins"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    # shellcheck disable=SC2086
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $pins >&2
+    echo "$pins" > "$venv/pins.txt"
+  fi
+  echo "$PWD/$venv/bin"
+}

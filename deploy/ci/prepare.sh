@@ -16,4 +16,5 @@ pinned_venv > /dev/null
 python_site > /dev/null
 rootfs_tarball > /dev/null
 rootfs_tarball python3 > /dev/null
+compose_venv > /dev/null
 say "ok: prepared in ${SECONDS}s"
