@@ -201,11 +201,7 @@ fn full_memory_volume_is_reported_by_the_server() {
         Some(true),
         "{body}"
     );
-    assert!(
-        s.log_text().contains("compaction skipped"),
-        "{}",
-        s.log_text()
-    );
+    assert!(s.wait_log("compaction skipped"), "{}", s.log_text());
     assert_eq!(all_names(&mnt), before);
     let want: Vec<(String, f64)> = samples(&expected);
     for (head, v) in want {

@@ -71,7 +71,7 @@ fn test_issue_9_a_deleted_counter_file_keeps_its_counts_until_a_wipe() {
         assert!(vanished(&body) >= 1.0, "{body}");
     }
     assert!(
-        s.log_text().contains("vanished without our compaction"),
+        s.wait_log("vanished without our compaction"),
         "{}",
         s.log_text()
     );
@@ -167,11 +167,7 @@ fn test_issue_9_a_file_name_that_is_not_utf8_is_read_like_any_other() {
     // Touch the file so it is read again with a problem the log names.
     std::fs::write(dir.join(odd), b"garbage!").unwrap();
     s.get("/metrics", &[]);
-    assert!(
-        s.log_text().contains("counter_\\xff\\xfe.db"),
-        "{}",
-        s.log_text()
-    );
+    assert!(s.wait_log("counter_\\xff\\xfe.db"), "{}", s.log_text());
 }
 
 /// The directory deleted (or moved away) and created again is another directory: read
@@ -193,11 +189,7 @@ fn test_issue_9_a_directory_replaced_by_another_is_read_afresh() {
     counter(&dir, "3", 1, 1.0);
     let body = s.get("/metrics", &[]).text();
     assert_eq!(total(&body), 1.0, "{body}");
-    assert!(
-        s.log_text().contains("names another directory"),
-        "{}",
-        s.log_text()
-    );
+    assert!(s.wait_log("names another directory"), "{}", s.log_text());
     // Deleted and not there: not ready (once a pass saw it), and ready again when back.
     std::fs::remove_dir_all(&dir).unwrap();
     let body = s.get("/metrics", &[]).text();

@@ -135,11 +135,7 @@ fn test_issue_10_the_migration_guide_ends_with_the_same_samples() {
         "{own:?}"
     );
     assert_eq!(ours, own, "the sidecar differs from the app's own /metrics");
-    assert!(
-        s.log_text().contains("compaction=false"),
-        "{}",
-        s.log_text()
-    );
+    assert!(s.wait_log("compaction=false"), "{}", s.log_text());
     drop(s);
     // Steps 3 and 4: the shim instead of mark_process_dead, no in-app endpoint, and the
     // sidecar with compaction on.

@@ -206,7 +206,7 @@ fn sigterm_lets_the_scrape_in_flight_finish_and_exits_0() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(exit.code(), Some(0));
-    assert!(s.log_text().contains("SIGTERM received"));
+    assert!(s.wait_log("SIGTERM received"));
     eprintln!("scrape took {took:?}; in flight at SIGTERM: {merging}");
     assert!(
         merging,
@@ -239,11 +239,7 @@ fn missing_directory_is_waited_for() {
     let m = s.get("/metrics", &[]);
     assert_eq!(m.status, 200);
     assert_eq!(value(&m.text(), "multiproc_exporter_ready"), Some(0.0));
-    assert!(
-        s.log_text().contains("waiting for the directory"),
-        "{}",
-        s.log_text()
-    );
+    assert!(s.wait_log("waiting for the directory"), "{}", s.log_text());
     std::fs::create_dir(&dir).unwrap();
     harness(&["case", dir.to_str().unwrap(), "test_counter_adds"]);
     s.wait_ready();
@@ -439,7 +435,7 @@ fn test_issue_9_a_client_that_never_reads_is_reset_after_the_write_timeout() {
     assert!(timeouts >= 1.0, "{timeouts} write timeouts");
     let peer = format!("peer={}", first.local_addr().unwrap());
     assert!(
-        s.log_text().contains(&peer) && s.log_text().contains("--web.write-timeout"),
+        s.wait_log(&peer) && s.wait_log("--web.write-timeout"),
         "{}",
         s.log_text()
     );

@@ -354,6 +354,20 @@ impl Server {
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
+
+    /// Whether the log has (or gets within 10 s) a line containing `needle`: a reader
+    /// thread collects the log, so a line written during the last response may arrive
+    /// just after it.
+    pub fn wait_log(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.log_text().contains(needle) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    }
 }
 
 impl Drop for Server {
