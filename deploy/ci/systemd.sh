@@ -3,7 +3,7 @@
 #
 # A Debian rootfs (mmdebstrap: systemd, python3) gets the static binary, Gunicorn and
 # prometheus_client (pip install --target on the host: nothing is downloaded from inside
-# a container), the shim, the example app of shim/examples, the units and the sysusers
+# a container), the shim, the example app of deploy/app, the units and the sysusers
 # entry, and a drop-in per unit that only sets its port. Then:
 #   1. systemd-analyze verify --root=ROOT prints nothing for the units;
 #   2. systemd-analyze security --offline=true stays at or under the thresholds below;
@@ -61,7 +61,7 @@ tar -xf "$tarball" -C "$root"
 install -m 0755 "$bin" "$root/usr/local/bin/multiproc-exporter"
 mkdir -p "$root/usr/local/lib/python3.11/dist-packages" "$root/srv/gunicorn-app"
 cp -r "$site"/. "$root/usr/local/lib/python3.11/dist-packages/"
-install -m 0644 shim/examples/app.py shim/examples/gunicorn.conf.py "$root/srv/gunicorn-app/"
+install -m 0644 deploy/app/app.py deploy/app/gunicorn.conf.py "$root/srv/gunicorn-app/"
 install -m 0644 deploy/systemd/gunicorn-app.service deploy/systemd/multiproc-exporter.service \
   "$root/etc/systemd/system/"
 install -D -m 0644 deploy/systemd/gunicorn-app.sysusers "$root/etc/sysusers.d/gunicorn-app.conf"
@@ -145,8 +145,8 @@ say "requests to the Gunicorn pool, merged by the sidecar"
 # 30 requests, and the one wait_http made: 31, over three workers.
 for _ in $(seq 30); do curl -fsS -o /dev/null "$app/"; done
 curl -fsS "$url/metrics" > "$work/metrics.txt"
-has_sample "$work/metrics.txt" 'app_requests_total{path="/"}' 31.0
-has_sample "$work/metrics.txt" app_request_duration_seconds_count 31.0
+has_sample "$work/metrics.txt" 'http_requests_total{method="GET",route="/",status="200"}' 31.0
+has_sample "$work/metrics.txt" 'http_request_duration_seconds_count{route="/"}' 31.0
 grep -q '^multiproc_exporter_liveness_info{.*evidence="lock+proc"' "$work/metrics.txt" \
   || die "not lock+proc evidence: $(grep "^multiproc_exporter_liveness_info" "$work/metrics.txt")"
 
@@ -162,7 +162,7 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 [ "${absorbed%.*}" -gt 0 ] 2>/dev/null || die "the killed worker's files were not absorbed"
-has_sample "$work/metrics.txt" 'app_requests_total{path="/"}' 31.0
+has_sample "$work/metrics.txt" 'http_requests_total{method="GET",route="/",status="200"}' 31.0
 in_ctr test ! -e "/run/gunicorn-app-metrics/counter_$victim.db" || die "the dead worker's counter file is still there"
 # The sidecar's own lines (tracing levels, not journal priorities).
 warnings=$(in_ctr journalctl --no-pager -q -o cat SYSLOG_IDENTIFIER=multiproc-exporter \
