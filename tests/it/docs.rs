@@ -1,5 +1,6 @@
 //! docs/configuration.md documents every flag and environment variable that `--help`
-//! shows, so the two cannot drift apart.
+//! shows, so the two cannot drift apart; the self-metrics table matches a scrape; and
+//! every relative link of the Markdown files resolves.
 
 use crate::util::BIN;
 
@@ -135,4 +136,98 @@ fn test_issue_8_self_metrics_table_matches_a_scrape() {
         !body.lines().any(|l| l.starts_with("process_")),
         "bare process_* names belong to the application"
     );
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors of a Markdown file's headings (outside code blocks).
+fn anchors(text: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            out.push(anchor(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+/// The targets of inline links `[text](target)` outside code blocks and code spans.
+fn link_targets(text: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find("](") {
+            let after = &rest[i + 2..];
+            let Some(end) = after.find(')') else { break };
+            let code_span = rest[..i].matches('`').count() % 2 == 1;
+            if !code_span {
+                out.push(after[..end].to_owned());
+            }
+            rest = &after[end..];
+        }
+    }
+    out
+}
+
+/// Every relative link in the committed Markdown files reaches a file of the
+/// repository, and every `#anchor` into a Markdown file names one of its headings: the
+/// README and docs point newcomers at files that exist.
+#[test]
+fn test_issue_10_every_link_in_the_docs_resolves() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let listed = std::process::Command::new("git")
+        .args(["ls-files", "*.md"])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    let files = String::from_utf8(listed.stdout).unwrap();
+    assert!(files.lines().count() >= 10, "git ls-files found {files:?}");
+    let mut broken = Vec::new();
+    for file in files.lines() {
+        let path = repo.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for target in link_targets(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file_part, fragment) = target.split_once('#').unwrap_or((&target, ""));
+            let dest = if file_part.is_empty() {
+                path.clone()
+            } else {
+                path.parent().unwrap().join(file_part)
+            };
+            if !dest.exists() {
+                broken.push(format!("{file}: {target} (no such file)"));
+            } else if !fragment.is_empty() && dest.extension().is_some_and(|e| e == "md") {
+                let text = std::fs::read_to_string(&dest).unwrap();
+                if !anchors(&text).iter().any(|a| a == fragment) {
+                    broken.push(format!("{file}: {target} (no such heading)"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
