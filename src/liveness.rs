@@ -233,8 +233,10 @@ impl Liveness {
             return self.namespace_proven;
         }
         for (pid, files) in pids {
+            // One of our own threads maps the files too (we read them): no proof.
             let proven = lock_in_our_namespace(dir, pid)
-                || pid_number(pid).is_some_and(|p| maps_any(p, files) == Some(true));
+                || pid_number(pid)
+                    .is_some_and(|p| !procfs::is_own_thread(p) && maps_any(p, files) == Some(true));
             if proven {
                 tracing::info!(
                     pid,

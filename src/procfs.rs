@@ -151,6 +151,15 @@ pub fn maps(pid: u32) -> Option<Vec<Mapping>> {
     Some(parse_maps(&text))
 }
 
+/// Whether `pid` is the id of one of our own threads, the main one included. A thread
+/// id is a pid of our namespace: `/proc/<tid>` opens although `/proc` does not list it,
+/// and shows our own mappings. In a pid namespace of our own (a container) the ids are
+/// small and the same as the writers' pids in theirs, and our mappings of their files
+/// would pass for the writers' own.
+pub fn is_own_thread(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/self/task/{pid}")).exists()
+}
+
 /// The inode of our pid namespace (`/proc/self/ns/pid` reads `pid:[N]`).
 pub fn own_pid_namespace() -> Option<u64> {
     let link = std::fs::read_link("/proc/self/ns/pid").ok()?;

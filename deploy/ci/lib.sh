@@ -83,19 +83,35 @@ has_sample() {
   grep -qxF "$2 $3" "$1" || die "no sample '$2 $3' in $1: $(grep -F "${2%%\{*}" "$1" | head -5 | tr '\n' ' ')"
 }
 
-# A virtualenv under target/deploy-ci/ with the prometheus_client the tests pin (reused
-# while the pin is unchanged); prints its python.
-pinned_venv() {
-  local venv=$DEPLOY_CACHE/venv pin
-  pin="prometheus_client==$(pinned prometheus_client)"
-  if [ "$(cat "$venv/pins.txt" 2>/dev/null)" != "$pin" ]; then
-    say "virtualenv with $pin"
+# A virtualenv target/deploy-ci/$1 with the packages $2... installed (pinned
+# requirements), reused while they are unchanged; prints its python.
+venv_with() {
+  local venv=$DEPLOY_CACHE/$1
+  shift
+  if [ "$(cat "$venv/pins.txt" 2>/dev/null)" != "$*" ]; then
+    say "virtualenv $venv with $*"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$pin" >&2
-    echo "$pin" > "$venv/pins.txt"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" >&2
+    echo "$*" > "$venv/pins.txt"
   fi
   echo "$venv/bin/python"
+}
+
+# A virtualenv with the prometheus_client the tests pin; prints its python.
+pinned_venv() {
+  venv_with venv "prometheus_client==$(pinned prometheus_client)"
+}
+
+# A virtualenv with the Kubernetes manifest checkers of deploy/ci/kubernetes.sh; prints
+# its python. kubernetes-validate bundles the API schemas of Kubernetes 1.25 to 1.37;
+# cloudcoil's pydantic models of the Prometheus Operator v0.80 CRDs (PodMonitor,
+# ServiceMonitor, PrometheusRule) are what kubernetes-validate cannot check (it only
+# warns about custom kinds). The newest cloudcoil-models-prometheus-operator needs a
+# newer Python than Debian 12's.
+kubernetes_venv() {
+  venv_with kubernetes-venv kubernetes-validate==1.37.0 \
+    cloudcoil-models-prometheus-operator==0.80.1.0 cloudcoil==0.6.0 pydantic==2.14.4
 }
 
 # A Debian 12 root file system with the packages $1 (comma-separated; default the
@@ -149,14 +165,7 @@ python_site() {
 # (podman-compose, check-jsonschema with its copy of the compose specification);
 # prints its bin directory (absolute: the check runs it from deploy/compose).
 compose_venv() {
-  local venv=$DEPLOY_CACHE/compose-venv pins="podman-compose==1.6.0 check-jsonschema==0.39.0"
-  if [ "$(cat "$venv/pins.txt" 2>/dev/null)" != "$pins" ]; then
-    say "virtualenv with $pins"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    # shellcheck disable=SC2086
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check $pins >&2
-    echo "$pins" > "$venv/pins.txt"
-  fi
-  echo "$PWD/$venv/bin"
+  local python
+  python=$(venv_with compose-venv podman-compose==1.6.0 check-jsonschema==0.39.0)
+  echo "$PWD/${python%/python}"
 }

@@ -2,7 +2,8 @@
 //! a promtool test that fires it and one that must not; the rules, the Prometheus and
 //! the Alertmanager configurations pass promtool and amtool (those need the Debian
 //! packages, so they are ignored by a plain `cargo test`); the dashboard is what its
-//! generator makes; the example app pins what the tests run.
+//! generator makes, and so are the Kubernetes PrometheusRules; the example app pins
+//! what the tests run.
 
 use crate::util::python;
 use std::collections::BTreeMap;
@@ -201,6 +202,23 @@ fn test_issue_10_dashboard_regenerates_identically() {
     );
     let dash: serde_json::Value = serde_json::from_str(&committed).unwrap();
     assert!(dashboard_queries(&dash).len() >= 30);
+}
+
+/// Issue 10: the PrometheusRules of deploy/kubernetes are what their generator makes of
+/// the rule files (deploy/ci/kubernetes.sh checks it too, with the rest of the
+/// manifests; this fails early, in `cargo test`).
+#[test]
+fn test_issue_10_prometheusrules_regenerate_identically() {
+    let out = Command::new("bash")
+        .arg(path("deploy/kubernetes/generate"))
+        .arg("--check")
+        .output()
+        .expect("run deploy/kubernetes/generate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every query of a dashboard: the panels' targets (rows' nested panels included), as

@@ -323,6 +323,65 @@ fn stale_directory_is_cleaned_at_start_and_files_come_and_go() {
     assert_eq!(value(&s.get("/metrics", &[]).text(), "fresh_total"), None);
 }
 
+/// Issue 10, found by running the Kubernetes manifests under `podman kube play`: in a
+/// pid namespace of its own the sidecar's thread ids are small, and so are the writers'
+/// pids in theirs; `/proc/<tid>` shows the sidecar's own mappings of the writers'
+/// files. That is no proof of a shared namespace: without one, writers without a shim
+/// lock (a `--preload` master, an app without the shim) are never judged from `/proc`,
+/// so none is taken for dead and compacted while it writes.
+#[test]
+fn test_issue_10_own_threads_are_no_proof_of_a_shared_pid_namespace() {
+    let (_tmp, dir) = crate::util::temp_mp();
+    for pid in 1..=32 {
+        let path = dir.join(format!("counter_{pid}.db"));
+        let mut w = multiproc_exporter::write::DbWriter::open(&path).unwrap();
+        w.set_sample("c", "c_total", &[], "h", 1.0, 0.0).unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    let s = Server::start_with(
+        &[
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            BIN,
+        ],
+        &[
+            "--dir",
+            d,
+            "--liveness",
+            "auto",
+            "--lifecycle.interval",
+            "100ms",
+        ],
+    );
+    s.wait_ready();
+    // Many lifecycle rounds, each with the files mapped by the sidecar.
+    std::thread::sleep(Duration::from_millis(1500));
+    let body = s.get("/metrics", &[]).text();
+    assert_eq!(
+        value(
+            &body,
+            r#"multiproc_exporter_liveness_info{evidence="lock",mode="auto"}"#
+        ),
+        Some(1.0),
+        "{}",
+        s.log_text()
+    );
+    assert_eq!(value(&body, "c_total"), Some(32.0));
+    assert_eq!(
+        value(&body, "multiproc_exporter_files_absorbed_total"),
+        Some(0.0)
+    );
+    assert_eq!(crate::util::db_files(&dir).len(), 32);
+    assert!(
+        !s.log_text().contains("pid namespace shared"),
+        "{}",
+        s.log_text()
+    );
+}
+
 #[test]
 fn auto_uses_proc_only_after_proving_a_shared_pid_namespace() {
     let (_tmp, dir) = crate::util::temp_mp();
