@@ -10,10 +10,12 @@ fn demo_pool_serves_live_metrics_and_cleans_up() {
     let mut s = Server::start(&["--demo", "--demo.workers", "3"]);
     s.wait_ready();
     let mut body = String::new();
-    for _ in 0..100 {
+    // Up to 30 s: three Python workers start slowly on a loaded machine.
+    for _ in 0..300 {
         body = s.get("/metrics", &[]).text();
         if value(&body, "demo_http_requests_in_progress").is_some()
             && body.contains("demo_http_requests_total{")
+            && value(&body, "multiproc_exporter_writer_pids").unwrap_or(0.0) >= 3.0
         {
             break;
         }
