@@ -110,6 +110,16 @@ pub(super) fn refresh(
         }
         *shrunk = false;
     }
+    // Nothing new (a steady pass over an idle file): no copy, values through the mapping.
+    if !cold && index.is_current(view.len) {
+        out.problems
+            .extend(index.recheck(view.used, view.size, view.len));
+        let faulted = load_checked(index, values, &view, &[], false, shrunk, &mut out);
+        if faulted {
+            mapped.forget_mapping();
+        }
+        return out;
+    }
     // Only the header and the part not indexed yet are copied out and parsed; the rest
     // of the buffer stays untouched zero pages.
     // A cold file has no mapping to load values from: copy all of it.
@@ -144,23 +154,37 @@ pub(super) fn refresh(
             .into_iter()
             .filter(|p| !(sparse && p.reason == Reason::TooLarge)),
     );
-    let zeroed = load_values(index, values, &view, &bytes, from <= HEADER_LEN);
-    if !zeroed.is_empty() && restore_zeroed(index, values, &view, zeroed) {
-        *shrunk = true;
-        out.problems.push(FileProblem::new(
-            Reason::Shrunk,
-            "the file was truncated while being read; kept its last good values",
-        ));
-    }
-    if view.faulted() {
-        *shrunk = true;
-        out.problems.push(FileProblem::new(
-            Reason::Shrunk,
-            "the file was truncated while being read; kept its last good values",
-        ));
+    let fresh = from <= HEADER_LEN;
+    if load_checked(index, values, &view, &bytes, fresh, shrunk, &mut out) {
         mapped.forget_mapping();
     }
     out
+}
+
+/// Loads the values of every indexed entry (from `bytes` for a `fresh` copy, else
+/// through the view) and keeps the last good ones of a file truncated while read
+/// (`shrunk` then, and a problem). Returns whether a load faulted: the mapping is then
+/// to be dropped.
+fn load_checked(
+    index: &FileIndex,
+    values: &mut Vec<(f64, f64)>,
+    view: &View<'_>,
+    bytes: &[u8],
+    fresh: bool,
+    shrunk: &mut bool,
+    out: &mut Refreshed,
+) -> bool {
+    let zeroed = load_values(index, values, view, bytes, fresh);
+    let undone = !zeroed.is_empty() && restore_zeroed(index, values, view, zeroed);
+    let faulted = view.faulted();
+    if undone || faulted {
+        *shrunk = true;
+        out.problems.push(FileProblem::new(
+            Reason::Shrunk,
+            "the file was truncated while being read; kept its last good values",
+        ));
+    }
+    faulted
 }
 
 /// Why a file with entries indexed no longer reads as prometheus_client's: its header

@@ -104,6 +104,26 @@ impl FileIndex {
         Some(expected.next().is_none())
     }
 
+    /// Whether a file now `len` readable bytes long holds nothing to frame: every byte up
+    /// to `len` is framed and no old-layout walk is pending. A pass over such a file
+    /// needs no copy of it, only [`recheck`](Self::recheck): copying the header into a
+    /// buffer of the file's length cost a zeroed allocation per file per pass.
+    pub fn is_current(&self, len: usize) -> bool {
+        !self.old_format && self.old_walk.is_none() && self.framed_to == len
+    }
+
+    /// The problems [`update`](Self::update) would report for a file that
+    /// [`is_current`](Self::is_current), from its header's `used`, its size and its
+    /// readable length alone: a bad header, and the bad keys still skipped (reported
+    /// every pass, as `file_errors_total` counts them).
+    pub fn recheck(&self, declared_used: Option<i32>, size: u64, len: usize) -> Vec<FileProblem> {
+        let mut problems = Vec::new();
+        if check_header(&[], len, declared_used, size, &mut problems).is_some() {
+            problems.extend(self.bad_key_problem());
+        }
+        problems
+    }
+
     /// Frames what is new in `bytes` (the file's `[0, min(used, size))`).
     ///
     /// `declared_used` and `size` come from the read; problems are returned with a
@@ -124,7 +144,9 @@ impl FileIndex {
             problems.push(old_format());
             return problems;
         }
-        let Some((end, used)) = check_header(bytes, declared_used, size, &mut problems) else {
+        let Some((end, used)) =
+            check_header(bytes, bytes.len(), declared_used, size, &mut problems)
+        else {
             return problems;
         };
         // Only a read of all of `used` can show that a file is old, or that it is not.
@@ -222,9 +244,11 @@ impl Framed {
 }
 
 /// Judges the header against the file; returns the end of the bytes and `used` when
-/// there are entries to frame.
+/// there are entries to frame. `head` is the start of the file as read (checked for a
+/// SQLite database), `end` the length of what was read.
 fn check_header(
-    bytes: &[u8],
+    head: &[u8],
+    end: usize,
     declared_used: Option<i32>,
     size: u64,
     problems: &mut Vec<FileProblem>,
@@ -238,7 +262,7 @@ fn check_header(
         problems.push(FileProblem::new(Reason::Empty, what));
         return None;
     };
-    if bytes.starts_with(SQLITE_MAGIC) {
+    if head.starts_with(SQLITE_MAGIC) {
         problems.push(FileProblem::new(
             Reason::Foreign,
             "an SQLite database, not a prometheus_client file",
@@ -259,7 +283,6 @@ fn check_header(
             return None;
         }
     };
-    let end = bytes.len();
     if (used_len as u64) > size {
         problems.push(FileProblem::new(
             Reason::UsedBeyondEof,
