@@ -1,7 +1,8 @@
 //! Criterion benches of the pipeline stages over generated directories.
 //!
 //! `cargo bench --bench pipeline` runs scales S and M; set `MPE_BENCH_L=1` to add L
-//! (64 workers x 10,000 entries; generating it takes a few seconds).
+//! (64 workers x 10,000 entries; generating it takes a few seconds). The `spell` group
+//! spells 88,512 values (the size of the L output of issue 11) of three kinds.
 
 mod support;
 
@@ -80,5 +81,36 @@ fn pipeline(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, pipeline);
+/// Number spelling alone: 88,512 values (the L output's sample count) of each kind, so
+/// the cost per scrape reads off directly and the general path is measured apart from
+/// the integral fast path.
+fn spelling(c: &mut Criterion) {
+    let mut group = c.benchmark_group("spell");
+    for (name, values) in [
+        (
+            "counts",
+            support::spell_values(support::Spell::Counts, 88_512),
+        ),
+        (
+            "measured",
+            support::spell_values(support::Spell::Measured, 88_512),
+        ),
+        ("bits", support::spell_values(support::Spell::Bits, 88_512)),
+    ] {
+        group.throughput(Throughput::Elements(values.len() as u64));
+        group.bench_with_input(BenchmarkId::new("push_go", name), &values, |b, values| {
+            let mut out = String::new();
+            b.iter(|| {
+                out.clear();
+                for &x in values {
+                    render::float::push_go(&mut out, x);
+                }
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, spelling);
 criterion_main!(benches);

@@ -114,3 +114,46 @@ pub fn generate(dir: &Path, scale: Scale) {
         }
     }
 }
+
+/// The kinds of values [`spell_values`] makes.
+#[derive(Clone, Copy, Debug)]
+pub enum Spell {
+    /// Integral counts as merged counters and buckets hold them: mostly below 1e6, a
+    /// tenth from 1e6 up (Go's exponent form).
+    Counts,
+    /// Sums and gauges: decimals of 1 to 17 digits from 1e-6 to 1e6, a fifth negative.
+    Measured,
+    /// Random bit patterns (finite): mostly 16-17 digits and far exponents.
+    Bits,
+}
+
+/// `n` seeded values of one kind (splitmix64, so every run spells the same values).
+pub fn spell_values(kind: Spell, n: usize) -> Vec<f64> {
+    let mut state = 0x5EED_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut values = Vec::with_capacity(n);
+    while values.len() < n {
+        let r = next();
+        let x = match kind {
+            Spell::Counts if r % 10 == 0 => (next() % 10_000_000_000) as f64,
+            Spell::Counts => (next() % 1_000_000) as f64,
+            Spell::Measured => {
+                let digits = 1 + next() % 17;
+                let mantissa = (next() % 10u64.pow(digits as u32)) as f64;
+                let x = mantissa * 10f64.powi((next() % 13) as i32 - 6 - digits as i32);
+                if r % 5 == 0 { -x } else { x }
+            }
+            Spell::Bits => f64::from_bits(r),
+        };
+        if x.is_finite() {
+            values.push(x);
+        }
+    }
+    values
+}

@@ -143,3 +143,32 @@ fn test_issue_8_module_graph_has_no_cycle() {
         );
     }
 }
+
+/// Number spelling has one home (issue 11): no source file but `render/float.rs` calls
+/// a digit generator or formats a float with `{:e}`, so every value is spelled alike
+/// (test code, cut at `#[cfg(test)]` or in a `tests.rs`, may).
+#[test]
+fn test_issue_11_number_spelling_has_one_home() {
+    let mut stack = vec![Path::new(SRC).to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let text = text.split("#[cfg(test)]").next().unwrap_or("");
+            if p.ends_with("render/float.rs") || p.ends_with("tests.rs") {
+                continue;
+            }
+            for needle in ["zmij::", "ryu::", "{:e}"] {
+                assert!(
+                    !text.contains(needle),
+                    "{} spells numbers itself ({needle})",
+                    p.display()
+                );
+            }
+        }
+    }
+}

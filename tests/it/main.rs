@@ -21,6 +21,9 @@ mod cli;
 /// `promtool check metrics` on our output (needs the Debian package `prometheus`).
 mod promtool;
 
+/// Number spelling against prometheus_client's `floatToGoString` on a million values.
+mod spelling;
+
 /// The committed fixture: golden output.
 mod fixtures;
 
