@@ -207,18 +207,13 @@ yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)' "$dir/all.yaml" > "$dir/p
   grep -q '^multiproc_exporter_ready 1' "$dir/metrics.txt" || die "$variant: multiproc_exporter_ready is not 1"
 
   say "$variant: a worker killed: proven dead from the sidecar's container, compacted, nothing lost"
-  local victim absorbed=0
+  local victim
   victim=$(podman exec "$app_ctr" sh -c 'ls /run/metrics' | sed -n 's/^counter_\([0-9]*\)\.db$/\1/p' | head -1)
   [ -n "$victim" ] || die "$variant: no worker's counter file in /run/metrics"
   # (The image has no kill(1): the shell's builtin.)
   podman exec "$app_ctr" sh -c "kill -KILL $victim"
-  for _ in $(seq 100); do
-    curl -fsS "$url/metrics" > "$dir/metrics.txt"
-    absorbed=$(awk '$1 == "multiproc_exporter_files_absorbed_total" { print $2 }' "$dir/metrics.txt")
-    [ "${absorbed%.*}" -gt 0 ] 2>/dev/null && break
-    sleep 0.2
-  done
-  [ "${absorbed%.*}" -gt 0 ] 2>/dev/null || { logs; die "$variant: the killed worker's files were not absorbed"; }
+  wait_absorbed "$url/metrics" "$dir/metrics.txt" \
+    || { logs; die "$variant: the killed worker's files were not absorbed"; }
   has_sample "$dir/metrics.txt" 'http_requests_total{method="GET",route="/",status="200"}' 25.0
   has_sample "$dir/metrics.txt" 'http_requests_total{method="GET",route="/error",status="500"}' 3.0
   ! podman exec "$app_ctr" test -e "/run/metrics/counter_$victim.db" \

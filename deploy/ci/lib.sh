@@ -78,6 +78,19 @@ wait_http() {
   done
 }
 
+# Scrapes URL (the sidecar's /metrics) into file $2 until it shows a file absorbed by
+# compaction (a dead worker's files folded), for at most 20 s; fails if none was.
+wait_absorbed() {
+  local url=$1 out=$2 absorbed=0
+  for _ in $(seq 100); do
+    curl -fsS "$url" > "$out"
+    absorbed=$(awk '$1 == "multiproc_exporter_files_absorbed_total" { print $2 }' "$out")
+    [ "${absorbed%.*}" -gt 0 ] 2>/dev/null && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
 # Asserts that the exposition in file $1 has the sample line `$2 $3` (exactly).
 has_sample() {
   grep -qxF "$2 $3" "$1" || die "no sample '$2 $3' in $1: $(grep -F "${2%%\{*}" "$1" | head -5 | tr '\n' ' ')"

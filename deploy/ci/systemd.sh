@@ -154,14 +154,7 @@ say "a worker killed: proven dead, compacted, nothing lost"
 victim=$(in_ctr ls /run/gunicorn-app-metrics | sed -n 's/^counter_\([0-9]*\)\.db$/\1/p' | head -1)
 [ -n "$victim" ] || die "no worker's counter file in /run/gunicorn-app-metrics"
 in_ctr bash -c "kill -KILL $victim"
-absorbed=0
-for _ in $(seq 100); do
-  curl -fsS "$url/metrics" > "$work/metrics.txt"
-  absorbed=$(awk '$1 == "multiproc_exporter_files_absorbed_total" { print $2 }' "$work/metrics.txt")
-  [ "${absorbed%.*}" -gt 0 ] 2>/dev/null && break
-  sleep 0.2
-done
-[ "${absorbed%.*}" -gt 0 ] 2>/dev/null || die "the killed worker's files were not absorbed"
+wait_absorbed "$url/metrics" "$work/metrics.txt" || die "the killed worker's files were not absorbed"
 has_sample "$work/metrics.txt" 'http_requests_total{method="GET",route="/",status="200"}' 31.0
 in_ctr test ! -e "/run/gunicorn-app-metrics/counter_$victim.db" || die "the dead worker's counter file is still there"
 # The sidecar's own lines (tracing levels, not journal priorities).

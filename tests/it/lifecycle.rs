@@ -339,14 +339,7 @@ fn test_issue_10_own_threads_are_no_proof_of_a_shared_pid_namespace() {
     }
     let d = dir.to_str().unwrap();
     let s = Server::start_with(
-        &[
-            "unshare",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-            BIN,
-        ],
+        crate::util::BIN_IN_OWN_PID_NAMESPACE,
         &[
             "--dir",
             d,

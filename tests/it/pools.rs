@@ -1,7 +1,7 @@
 //! End to end: real Gunicorn and uWSGI pools with the shim, recycling their workers
 //! under load, and the sidecar beside them (loopback only, ports chosen at run time).
 
-use crate::util::{BIN, Reaped, Server, db_files, free_port, python, try_request, value};
+use crate::util::{Reaped, Server, db_files, free_port, python, try_request, value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -262,14 +262,7 @@ fn gunicorn_with_the_sidecar_in_a_separate_pid_namespace() {
     let (_tmp, dir) = crate::util::temp_mp();
     let args = sidecar_args(&dir);
     let sidecar = Server::start_with(
-        &[
-            "unshare",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--kill-child",
-            BIN,
-        ],
+        crate::util::BIN_IN_OWN_PID_NAMESPACE,
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let text = recycling_pool_under_load(Kind::Gunicorn, sidecar, &dir, 400);

@@ -9,6 +9,17 @@ use std::sync::OnceLock;
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_multiproc-exporter");
 
+/// The binary in a pid namespace of its own (as in a container: its pids are not the
+/// writers'), for `Server::start_with`; needs root.
+pub const BIN_IN_OWN_PID_NAMESPACE: &[&str] = &[
+    "unshare",
+    "--pid",
+    "--fork",
+    "--mount-proc",
+    "--kill-child",
+    BIN,
+];
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
