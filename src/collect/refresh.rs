@@ -224,25 +224,26 @@ fn load_values(
     // Entries that read as all zeros where they held something: what a truncation inside
     // a page looks like (no fault, zeros), kept to be undone if the file did shrink.
     let mut zeroed = Vec::new();
-    for (i, e) in index.entries.iter().enumerate() {
-        let off = e.value_offset as usize;
-        let loaded = if fresh {
-            format::value_at(bytes, off)
-        } else {
-            view.value_at(off)
-        };
-        let Some(v) = loaded else {
-            break;
-        };
-        match values.get_mut(i) {
-            Some(slot) => {
-                if v == (0.0, 0.0) && *slot != v {
-                    zeroed.push((i, *slot));
-                }
-                *slot = v;
+    let mut store = |i: usize, v: (f64, f64)| match values.get_mut(i) {
+        Some(slot) => {
+            if v == (0.0, 0.0) && *slot != v {
+                zeroed.push((i, *slot));
             }
-            None => values.push(v),
+            *slot = v;
         }
+        None => values.push(v),
+    };
+    let entries = &index.entries;
+    let offset = |i: usize| entries[i].value_offset as usize;
+    if fresh {
+        for i in 0..entries.len() {
+            let Some(v) = format::value_at(bytes, offset(i)) else {
+                break;
+            };
+            store(i, v);
+        }
+    } else {
+        view.load_each(entries.len(), offset, store);
     }
     zeroed
 }
