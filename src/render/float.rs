@@ -11,7 +11,7 @@
 //! the other way) for non-integral values, and `itoa` for integral ones below 1e16, whose
 //! shortest digits are their own. Where zmij's text is already repr's (fixed notation
 //! without Go's form) it goes out as it is; anywhere else a crate's text is read back
-//! into [`Digits`], and [`Digits::spell`] is the one place that lays digits out.
+//! into `Digits`, and `Digits::spell` is the one place that lays digits out.
 
 /// Appends `x` spelled as prometheus_client spells sample values and `le` bounds.
 pub fn push_go(out: &mut String, x: f64) {
