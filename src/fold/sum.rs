@@ -28,7 +28,32 @@ impl ExactSum {
     }
 
     /// Adds one term.
+    #[inline]
     pub fn add(&mut self, value: f64) {
+        // Most sums of a scrape (counts, bucket counts, byte gauges) stay one partial: a
+        // two-sum with no rounding error. Such a term takes this path; the rest, and
+        // anything that overflows, the general one, which would end the same way here.
+        if value.is_finite() && self.partials.len() <= 1 {
+            let Some(&y) = self.partials.first() else {
+                self.partials.push(value);
+                return;
+            };
+            let hi = value + y;
+            let (big, small) = if value.abs() < y.abs() {
+                (y, value)
+            } else {
+                (value, y)
+            };
+            if hi.is_finite() && small - (hi - big) == 0.0 {
+                self.partials[0] = hi;
+                return;
+            }
+        }
+        self.add_general(value);
+    }
+
+    /// Shewchuk's step: merges the term into the non-overlapping partials.
+    fn add_general(&mut self, value: f64) {
         if !value.is_finite() {
             self.special += value;
             self.has_special = true;
@@ -153,6 +178,28 @@ mod tests {
     }
 
     proptest! {
+        /// The one-partial fast path of `add` leaves exactly what the general step
+        /// would.
+        #[test]
+        fn fast_path_changes_nothing(values in proptest::collection::vec(prop_oneof![
+            -1e6f64..1e6,
+            (0u32..1000).prop_map(f64::from),
+            any::<f64>(),
+            Just(f64::MAX),
+            Just(0.1),
+        ], 0..40)) {
+            let mut fast = ExactSum::new();
+            let mut general = ExactSum::new();
+            for &v in &values {
+                fast.add(v);
+                general.add_general(v);
+                let bits = |s: &ExactSum| s.partials.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
+                prop_assert_eq!(bits(&fast), bits(&general));
+                prop_assert_eq!(fast.has_special, general.has_special);
+                prop_assert_eq!(fast.special.to_bits(), general.special.to_bits());
+            }
+        }
+
         #[test]
         fn order_does_not_matter(mut values in proptest::collection::vec(-1e12f64..1e12, 0..40), seed in any::<u64>()) {
             let a = sum(&values);
