@@ -1,8 +1,9 @@
 //! Criterion benches of the pipeline stages over generated directories.
 //!
 //! `cargo bench --bench pipeline` runs scales S and M; set `MPE_BENCH_L=1` to add L
-//! (64 workers x 10,000 entries; generating it takes a few seconds). The `spell` group
-//! spells 88,512 values (the size of the L output of issue 11) of three kinds.
+//! (the L of DESIGN section 6: 64 writers, 16 of them dead, 752 files, 628,000 entries;
+//! generating it takes a few seconds; the shape is `benches/shape.py`'s). The `spell`
+//! group spells 88,512 values (the size of the L output) of three kinds.
 
 mod support;
 

@@ -91,3 +91,6 @@ mod pools;
 
 /// docs/migration.md, followed step by step.
 mod migration;
+
+/// The benchmark generators of `benches/` cannot drift apart (issue 11).
+mod bench_shape;
