@@ -337,6 +337,16 @@ pub fn check_key(raw: &[u8]) {
     check_table(raw, &decoded);
 }
 
+/// A decoded key written again with the crate's encoder.
+fn encode_again(k: &key::Key) -> String {
+    let pairs: Vec<(&str, &str)> = k
+        .labels
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    key::encode(&k.metric, &k.name, &pairs, &k.help)
+}
+
 /// Promise 3 of [`check_key`].
 fn check_reencode(k: &key::Key) {
     assert!(
@@ -344,12 +354,7 @@ fn check_reencode(k: &key::Key) {
         "labels not sorted and unique: {:?}",
         k.labels
     );
-    let pairs: Vec<(&str, &str)> = k
-        .labels
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let text = key::encode(&k.metric, &k.name, &pairs, &k.help);
+    let text = encode_again(k);
     assert!(text.is_ascii(), "encode is not ASCII: {text:?}");
     let again = key::decode(text.as_bytes()).expect("an encoded key decodes");
     assert_eq!(&again, k, "decode(encode(k)) != k");
@@ -538,12 +543,7 @@ mod tests {
         for (name, raw) in seeds("key") {
             check_key(&raw);
             let k = key::decode(&raw).unwrap();
-            let pairs: Vec<(&str, &str)> = k
-                .labels
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            let text = key::encode(&k.metric, &k.name, &pairs, &k.help);
+            let text = encode_again(&k);
             assert_eq!(text.as_bytes(), &raw[..], "{name}");
         }
     }

@@ -52,15 +52,11 @@ fn test_issue_11_both_benchmark_generators_write_the_same_shape() {
     support::generate(&ours, support::M);
     let theirs = tmp.path().join("python");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/compare.py");
-    let out = Command::new(python())
-        .args([script, "--scale", "M", "--write"])
-        .arg(&theirs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::util::run_ok(
+        Command::new(python())
+            .args([script, "--scale", "M", "--write"])
+            .arg(&theirs),
+        "write the M directory with benches/compare.py",
     );
 
     let (a, b) = (files(&ours), files(&theirs));

@@ -35,15 +35,9 @@ fn vanished(body: &str) -> f64 {
 /// The shim's wipe at a pool's start, as a supervisor runs it.
 fn shim_wipe(dir: &Path) {
     let script = "import sys, multiproc_exporter as m; m.prepare_directory(sys.argv[1])";
-    let out = Command::new(python())
-        .args(["-c", script])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::util::run_ok(
+        Command::new(python()).args(["-c", script]).arg(dir),
+        "wipe the directory with the shim",
     );
 }
 

@@ -124,14 +124,9 @@ print(json.dumps({
     "deletable": {n: m._deletable(n) for n in json.loads(sys.argv[1])},
 }))
 "#;
-    let out = Command::new(python())
-        .args(["-c", script, &serde_json::to_string(&names[..]).unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::util::run_ok(
+        Command::new(python()).args(["-c", script, &serde_json::to_string(&names[..]).unwrap()]),
+        "read the shim's protocol constants",
     );
     let shim: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut hidden = vec![archive::ABSORBING_PREFIX, archive::TEMP_PREFIX];

@@ -119,7 +119,7 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn run_ok(cmd: &mut Command, what: &str) -> Output {
+pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot {what}: {e}"));
