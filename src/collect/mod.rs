@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 mod refresh;
+mod steady;
 
 use refresh::{Refreshed, refresh};
 
@@ -61,6 +62,16 @@ struct Tracked {
     /// The file was seen shorter than what was indexed: when it grows back, someone
     /// rewrote it, and the old offsets mean nothing.
     shrunk: bool,
+}
+
+/// A listed file before its refresh in a pass.
+enum Listed {
+    /// Open, and kept open after the pass.
+    Warm,
+    /// Beyond the descriptor budget: opened, read whole and closed when its turn comes.
+    Cold(DbFile),
+    /// Could not be opened.
+    Failed(FileProblem),
 }
 
 /// Source of generation numbers; only uniqueness matters.
@@ -105,6 +116,8 @@ pub struct Collector {
     ghosts: Vec<Tracked>,
     /// The identity of the shim's wipe marker at the last pass (`None` before the first).
     marker: Option<Option<FileId>>,
+    /// Threads for the steady reload, if not chosen by size and cores (see [`steady`]).
+    reload_threads: Option<usize>,
 }
 
 /// The default number of files kept open between passes (see `Collector::fd_budget`).
@@ -129,7 +142,15 @@ impl Collector {
             fd_budget: default_fd_budget(),
             ghosts: Vec::new(),
             marker: None,
+            reload_threads: None,
         }
+    }
+
+    /// Reloads steady files on exactly `threads` threads (1 or 2), whatever the
+    /// directory's size and the cores: for tests that run both ways.
+    pub fn with_reload_threads(mut self, threads: usize) -> Collector {
+        self.reload_threads = Some(threads);
+        self
     }
 
     /// Bounds the files kept open between passes (the rest are reopened each pass).
@@ -160,10 +181,12 @@ impl Collector {
     /// the next pass reads every file afresh. For recovery after a failed pass.
     pub fn reset(&mut self) {
         let budget = self.fd_budget;
+        let threads = self.reload_threads;
         *self = Collector::new(self.dir.path())
             .with_file_limit(self.limit)
             .with_dir_limit(self.dir_limit)
             .with_fd_budget(budget);
+        self.reload_threads = threads;
     }
 
     /// The last good values of `t` (key text, value, timestamp).
@@ -264,39 +287,31 @@ impl Collector {
         }
         let present: BTreeSet<&OsStr> = listing.files.iter().map(|f| f.name.as_os_str()).collect();
         self.drop_vanished(&present, wiped);
-        // The first `fd_budget` files (in name order) stay open between passes; the
-        // rest are opened, read whole and closed each pass.
-        let mut kept = 0usize;
         let indexed: u64 = self
             .files
             .values()
             .chain(&self.ghosts)
             .map(|t| t.index.parsed_to() as u64)
             .sum();
-        let mut left = self.dir_limit.saturating_sub(indexed);
-        for file in listing.files {
-            let name = file.name.clone();
-            let found = match track(&mut self.files, &dir, file) {
-                Ok(tracked) => {
-                    let cold = kept >= self.fd_budget;
-                    // What this file has indexed, and its share of what is left.
-                    let before = tracked.index.parsed_to() as u64;
-                    let limit = self.limit.min(before.saturating_add(left));
-                    let found = refresh(tracked, limit, &mut self.keys, cold);
-                    left = left
-                        .saturating_sub((tracked.index.parsed_to() as u64).saturating_sub(before));
-                    if cold {
-                        tracked.mapped = None;
-                    } else {
-                        kept += 1;
-                    }
-                    found
-                }
-                Err(problem) => Refreshed {
-                    problems: vec![problem],
-                    young: false,
+        let left = self.dir_limit.saturating_sub(indexed);
+        let listed = self.open_listed(&dir, listing.files);
+        let mut steady = self.reload_steady(&listed, left);
+        let mut left = left;
+        for (name, listed) in listed {
+            let found = match listed {
+                Listed::Failed(problem) => Err(problem),
+                Listed::Warm => match steady.remove(&name) {
+                    Some(found) => Ok(found),
+                    None => self.refresh_one(&name, false, &mut left),
                 },
+                Listed::Cold(file) => track(&mut self.files, &dir, file)
+                    .map(|_| ())
+                    .and_then(|()| self.refresh_one(&name, true, &mut left)),
             };
+            let found = found.unwrap_or_else(|problem| Refreshed {
+                problems: vec![problem],
+                young: false,
+            });
             young += usize::from(found.young);
             issues.extend(found.problems.into_iter().map(|p| p.of(name.clone())));
         }
@@ -314,6 +329,86 @@ impl Collector {
         }
         crate::testpoint::panic("collect");
         Ok(self.merge(dead, issues, young))
+    }
+
+    /// Tracks the listed files that stay open between passes (opening what is new):
+    /// the first `fd_budget` in name order. The rest are [`Listed::Cold`], to be opened,
+    /// read whole and closed one at a time, so a directory of any size never holds more
+    /// descriptors than the budget.
+    fn open_listed(&mut self, dir: &Dir, listed: Vec<DbFile>) -> Vec<(OsString, Listed)> {
+        let mut kept = 0usize;
+        let mut opened = Vec::with_capacity(listed.len());
+        for file in listed {
+            let name = file.name.clone();
+            let state = if kept >= self.fd_budget {
+                Listed::Cold(file)
+            } else {
+                match track(&mut self.files, dir, file) {
+                    Ok(_) => {
+                        kept += 1;
+                        Listed::Warm
+                    }
+                    Err(problem) => Listed::Failed(problem),
+                }
+            };
+            opened.push((name, state));
+        }
+        opened
+    }
+
+    /// Refreshes the tracked file `name` (a `cold` one is closed again), indexing at most
+    /// its share of the `left` bytes of the directory's budget, and takes what it indexed
+    /// from `left`.
+    fn refresh_one(
+        &mut self,
+        name: &OsStr,
+        cold: bool,
+        left: &mut u64,
+    ) -> Result<Refreshed, FileProblem> {
+        let tracked = self
+            .files
+            .get_mut(name)
+            .ok_or_else(|| FileProblem::new(Reason::Vanished, "the file vanished"))?;
+        let before = tracked.index.parsed_to() as u64;
+        let limit = self.limit.min(before.saturating_add(*left));
+        let found = refresh(tracked, limit, &mut self.keys, cold);
+        *left = left.saturating_sub((tracked.index.parsed_to() as u64).saturating_sub(before));
+        if cold {
+            tracked.mapped = None;
+        }
+        Ok(found)
+    }
+
+    /// Reloads the values of the open files that are steady (see [`steady`]), before the
+    /// rest are refreshed one by one; a file that grew is left to that. Each may index at
+    /// most `left` more bytes, the budget before any file of this pass took from it, which
+    /// a steady file does not.
+    fn reload_steady(
+        &mut self,
+        listed: &[(OsString, Listed)],
+        left: u64,
+    ) -> std::collections::HashMap<OsString, Refreshed> {
+        let warm: BTreeSet<&OsStr> = listed
+            .iter()
+            .filter(|(_, state)| matches!(state, Listed::Warm))
+            .map(|(name, _)| name.as_os_str())
+            .collect();
+        let limit = self.limit;
+        let (names, mut files): (Vec<&OsString>, Vec<(&mut Tracked, u64)>) = self
+            .files
+            .iter_mut()
+            .filter(|(name, _)| warm.contains(name.as_os_str()))
+            .map(|(name, t)| {
+                let before = t.index.parsed_to() as u64;
+                (name, (t, limit.min(before.saturating_add(left))))
+            })
+            .unzip();
+        let done = steady::reload(&mut files, self.reload_threads);
+        names
+            .into_iter()
+            .zip(done)
+            .filter_map(|(name, found)| Some((name.clone(), found?)))
+            .collect()
     }
 
     /// Merges the tracked files; attaches merge problems to their files.

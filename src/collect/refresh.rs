@@ -112,10 +112,7 @@ pub(super) fn refresh(
     }
     // Nothing new (a steady pass over an idle file): no copy, values through the mapping.
     if !cold && index.is_current(view.len) {
-        out.problems
-            .extend(index.recheck(view.used, view.size, view.len));
-        let faulted = load_checked(index, values, &view, &[], false, shrunk, &mut out);
-        if faulted {
+        if load_in_place(index, values, &view, shrunk, &mut out) {
             mapped.forget_mapping();
         }
         return out;
@@ -161,6 +158,57 @@ pub(super) fn refresh(
     out
 }
 
+/// The steady case of [`refresh`] alone: a file indexed, kept open and sane, with
+/// nothing new to index, gets its values reloaded through the mapping. It touches only
+/// the file's own state (no key table, no directory budget), so a pass runs it for many
+/// files at once; `None` (nothing done but the size check) when the file needs
+/// [`refresh`]: it grew, shrank, was written over, or was never read.
+pub(super) fn refresh_steady(tracked: &mut Tracked, limit: u64) -> Option<Refreshed> {
+    let Tracked {
+        mapped,
+        index,
+        values,
+        shrunk,
+        ..
+    } = tracked;
+    let mapped = mapped
+        .as_mut()
+        .filter(|_| !*shrunk && !index.entries.is_empty())?;
+    let mut out = Refreshed {
+        problems: Vec::new(),
+        young: false,
+    };
+    let view = match mapped.refresh(limit, true) {
+        Ok(view) => view,
+        // As in `refresh`: the last good values stay.
+        Err(err) => {
+            out.problems.push(err.into());
+            return Some(out);
+        }
+    };
+    if !holds_sane_header(&view) || view.len < index.parsed_to() || !index.is_current(view.len) {
+        return None;
+    }
+    if load_in_place(index, values, &view, shrunk, &mut out) {
+        mapped.forget_mapping();
+    }
+    Some(out)
+}
+
+/// Rechecks an index that is current and loads its values through `view`; returns
+/// whether a load faulted (the mapping is then to be dropped).
+fn load_in_place(
+    index: &FileIndex,
+    values: &mut Vec<(f64, f64)>,
+    view: &View<'_>,
+    shrunk: &mut bool,
+    out: &mut Refreshed,
+) -> bool {
+    out.problems
+        .extend(index.recheck(view.used, view.size, view.len));
+    load_checked(index, values, view, &[], false, shrunk, out)
+}
+
 /// Loads the values of every indexed entry (from `bytes` for a `fresh` copy, else
 /// through the view) and keeps the last good ones of a file truncated while read
 /// (`shrunk` then, and a problem). Returns whether a load faulted: the mapping is then
@@ -190,7 +238,7 @@ fn load_checked(
 /// Why a file with entries indexed no longer reads as prometheus_client's: its header
 /// lost, or `used` beyond the file's end; a SQLite database copied over it says so.
 fn overwritten(view: &View<'_>) -> Option<FileProblem> {
-    if view.used.is_some_and(|u| u >= 0 && u as u64 <= view.size) {
+    if holds_sane_header(view) {
         return None;
     }
     let head = view.copy_out(HEADER_LEN, format::SQLITE_MAGIC.len()).ok()?;
@@ -208,6 +256,12 @@ fn overwritten(view: &View<'_>) -> Option<FileProblem> {
             ),
         )
     })
+}
+
+/// Whether the header's `used` is one prometheus_client could have written: never past
+/// the file's end (it grows a file before it writes past it).
+fn holds_sane_header(view: &View<'_>) -> bool {
+    view.used.is_some_and(|u| u >= 0 && u as u64 <= view.size)
 }
 
 /// Values in place: loading stops at the first entry this read cannot reach (past the

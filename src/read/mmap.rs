@@ -473,7 +473,8 @@ pub mod fault {
             let at = addr & !(page - 1);
             // SAFETY: `at` is a page inside one of our own read-only file mappings (the
             // slot is registered until just before its mapping is unmapped, by the thread
-            // that reads it, which is this one). Replacing that page with an anonymous
+            // that reads it, which is this one: a pass hands each file to one thread, and
+            // its mapping is unmapped only by that thread or after the pass). Replacing that page with an anonymous
             // zero page keeps every address of the mapping valid; the loads that faulted
             // read zeros, which the pass discards because of the flag set below.
             let mapped = unsafe {

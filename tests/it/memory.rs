@@ -158,3 +158,71 @@ fn test_issue_9_a_million_entries_cost_at_most_400_bytes_each() {
         per_entry(full.steady_kb)
     );
 }
+
+/// Threads of `pid` that tokio runs (its workers and its blocking threads share the name).
+fn tokio_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|comm| comm.starts_with("tokio-"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `RssAnon` grew over hundreds of scrapes (issue 11: 64 -> 90 MB at L) because passes
+/// and renders ran on whichever of tokio's blocking threads was free, and each thread's
+/// glibc arena kept its own high-water mark. They run on one blocking thread now:
+/// however many scrapes of different bodies arrive at once, tokio never has more than its
+/// two workers and that thread. (The flat `RssAnon` itself is a benchmark row:
+/// `benches/targets.py --row memory`, docs/benchmarks.md.)
+#[test]
+fn test_issue_11_passes_and_renders_share_one_blocking_thread() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let d = tempfile::tempdir().unwrap();
+    crate::util::wide_directory(d.path(), 5_000);
+    let s = Arc::new(Server::start(&[
+        "--dir",
+        d.path().to_str().unwrap(),
+        "--liveness",
+        "none",
+    ]));
+    s.wait_ready();
+    let pid = s.child.id();
+    let (most, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let sampler = {
+        let (most, stop) = (most.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                most.fetch_max(tokio_threads(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let bodies: [(&str, &[(&str, &str)]); 4] = [
+        ("/metrics", &[]),
+        ("/metrics", &[("accept-encoding", "gzip")]),
+        ("/metrics", &[("accept", "application/openmetrics-text")]),
+        ("/metrics?name[]=wide_total", &[]),
+    ];
+    for _ in 0..5 {
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, (path, headers)) = (s.clone(), bodies[i % bodies.len()]);
+                std::thread::spawn(move || assert_eq!(s.get(path, headers).status, 200))
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let most = most.load(Ordering::Relaxed);
+    assert!((2..=3).contains(&most), "{most} tokio threads at once");
+}
