@@ -113,16 +113,12 @@ pub fn used_bytes(used: i32) -> [u8; 4] {
 
 /// The bytes of a value pair as an entry stores them (at its value offset).
 pub fn value_bytes(value: f64, timestamp: f64) -> [u8; VALUE_LEN] {
-    let mut pair = [0u8; VALUE_LEN];
-    pair[..8].copy_from_slice(&value.to_ne_bytes());
-    pair[8..].copy_from_slice(&timestamp.to_ne_bytes());
-    pair
+    bytemuck::cast([value, timestamp])
 }
 
 /// Reads the header's `used`, if the bytes hold a header.
 pub fn used(bytes: &[u8]) -> Option<i32> {
-    let b = bytes.get(..4)?;
-    Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    Some(bytemuck::pod_read_unaligned(bytes.get(..4)?))
 }
 
 /// Frames entries of `bytes[from..end]`, where `end <= bytes.len()`.
@@ -178,7 +174,7 @@ impl<'a> Iterator for Walk<'a> {
                 },
             );
         };
-        let len = i32::from_ne_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+        let len: i32 = bytemuck::pod_read_unaligned(len_bytes);
         let key_start = offset + 4;
         let bad_length = WalkError::BadLength {
             offset,
@@ -216,8 +212,7 @@ impl<'a> Iterator for Walk<'a> {
 /// Reads the `(value, timestamp)` pair at `offset`, if it lies inside `bytes`.
 pub fn value_at(bytes: &[u8], offset: usize) -> Option<(f64, f64)> {
     let b = bytes.get(offset..offset.checked_add(VALUE_LEN)?)?;
-    let value = f64::from_ne_bytes(b[..8].try_into().ok()?);
-    let timestamp = f64::from_ne_bytes(b[8..16].try_into().ok()?);
+    let [value, timestamp]: [f64; 2] = bytemuck::pod_read_unaligned(b);
     Some((value, timestamp))
 }
 
