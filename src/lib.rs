@@ -29,6 +29,8 @@
 //! - [`dir`]: the directory held open; every file operation relative to it, and file
 //!   identity (device, inode, birth time).
 //! - [`selfmetrics`]: the table of the sidecar's own metrics.
+//! - [`parallel`]: the second thread of a scrape's CPU-bound parts (the steady reload,
+//!   the render), and how many threads the process may use.
 //!
 //! The lifecycle: [`liveness`] proves which writers are dead, [`compact`] folds their
 //! files into archives and cleans stale directories, [`watch`] reports files appearing
@@ -39,8 +41,9 @@
 //! holds the fault injection points of the crash tests.
 //!
 //! Dependencies point one way (`tests/it/layout.rs` checks it): `model`, `format`,
-//! `dir`, `procfs` and `healthcheck` depend on nothing; `fold` on `model`; the stages on
-//! those; `render` on `model` only; `serve` on everything it drives.
+//! `dir`, `procfs`, `parallel` and `healthcheck` depend on nothing; `fold` on `model`;
+//! the stages on those; `render` on `model` (and `parallel`) only; `serve` on everything
+//! it drives.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -55,6 +58,7 @@ pub mod healthcheck;
 pub mod liveness;
 pub mod merge;
 pub mod model;
+pub mod parallel;
 pub mod parse;
 pub mod procfs;
 pub mod read;

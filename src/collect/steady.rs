@@ -9,27 +9,16 @@
 //! directory's byte budget (new files, files that grew) stays on the pass's thread, in
 //! name order, afterwards.
 //!
-//! A container whose CPU limit is one core gets one thread
-//! ([`std::thread::available_parallelism`] reads the cgroup quota), and small
+//! A process allowed one core gets one thread ([`crate::parallel`]), and small
 //! directories are not worth a thread.
 
 use super::Tracked;
 use super::refresh::{Refreshed, refresh_steady};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use crate::parallel;
 
 /// Below this many entries in all, one thread reloads everything: a thread's start costs
 /// about what a few thousand loads do.
 const PARALLEL_FROM: usize = 16_384;
-
-/// How many threads reload values: two when the process may use two cores.
-fn cores() -> usize {
-    static THREADS: OnceLock<usize> = OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(2)
-    })
-}
 
 /// Reloads each of `files` that is steady, each with its `limit`, on `threads` threads
 /// if given, else as the cores and the size say; the result of file `i` is at `i`:
@@ -39,36 +28,19 @@ pub(super) fn reload(
     threads: Option<usize>,
 ) -> Vec<Option<Refreshed>> {
     let entries: usize = files.iter().map(|(t, _)| t.index.entries.len()).sum();
-    let threads = threads.unwrap_or(if entries < PARALLEL_FROM { 1 } else { cores() });
+    let threads = threads.unwrap_or(if entries < PARALLEL_FROM {
+        1
+    } else {
+        parallel::threads()
+    });
     if threads < 2 || files.len() < 2 {
         return reload_all(files);
     }
-    let (mine, theirs) = files.split_at_mut(half_by_entries(files, entries));
-    // Whoever takes the second half reloads it: the helper, or this thread when no
-    // thread could be started.
-    let theirs = Mutex::new(Some(theirs));
-    let take = || {
-        theirs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .map(reload_all)
-            .unwrap_or_default()
-    };
-    std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .name("steady-reload".into())
-            .spawn_scoped(scope, take);
-        let mut done = reload_all(mine);
-        match helper {
-            Ok(helper) => match helper.join() {
-                Ok(rest) => done.extend(rest),
-                Err(panic) => std::panic::resume_unwind(panic),
-            },
-            Err(_) => done.extend(take()),
-        }
-        done
-    })
+    let cut = parallel::half_by(files, entries, |(t, _)| t.index.entries.len());
+    let (mine, theirs) = files.split_at_mut(cut);
+    let (mut done, rest) = parallel::join(|| reload_all(mine), || reload_all(theirs));
+    done.extend(rest);
+    done
 }
 
 fn reload_all(files: &mut [(&mut Tracked, u64)]) -> Vec<Option<Refreshed>> {
@@ -76,18 +48,6 @@ fn reload_all(files: &mut [(&mut Tracked, u64)]) -> Vec<Option<Refreshed>> {
         .iter_mut()
         .map(|(t, limit)| refresh_steady(t, *limit))
         .collect()
-}
-
-/// Where to split `files` so both halves hold about `total / 2` entries.
-fn half_by_entries(files: &[(&mut Tracked, u64)], total: usize) -> usize {
-    let mut seen = 0;
-    files
-        .iter()
-        .position(|(t, _)| {
-            seen += t.index.entries.len();
-            seen >= total / 2
-        })
-        .map_or(files.len(), |i| i + 1)
 }
 
 #[cfg(test)]

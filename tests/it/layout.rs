@@ -118,7 +118,12 @@ fn test_issue_8_module_graph_has_no_cycle() {
     assert!(g.len() >= 15, "{g:?}");
     assert_eq!(find_cycle(&g), None, "{g:#?}");
     let deps = |m: &str| g[m].iter().cloned().collect::<Vec<_>>();
-    assert_eq!(deps("render"), ["model"], "render depends on model only");
+    assert_eq!(
+        deps("render"),
+        ["model", "parallel"],
+        "render depends on model (and its two threads) only"
+    );
+    assert!(deps("parallel").is_empty(), "parallel depends on nothing");
     assert!(deps("model").is_empty(), "model depends on nothing");
     assert!(
         deps("format").is_empty(),
