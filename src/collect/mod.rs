@@ -256,6 +256,11 @@ impl Collector {
         self.merger.plans_built()
     }
 
+    /// How many times the merge plan was extended to new entries instead of rebuilt.
+    pub fn plans_extended(&self) -> u64 {
+        self.merger.plans_extended()
+    }
+
     /// Runs one pass. The live-mode gauges of the pids in `dead` (proven dead by the
     /// lifecycle) are left out: "live" means not proven dead, with or without compaction.
     ///

@@ -13,7 +13,11 @@
 //! Bad input: an `le` label that is not a number (which crashes the collector) drops
 //! that bucket sample and is reported for its file.
 
+mod extend;
+mod layout;
 pub mod plan;
+mod rules;
+mod slots;
 
 use crate::model::{Family, FileKind, FileProblem, Labels};
 use crate::parse::{Indexed, KeyTable};
@@ -62,33 +66,47 @@ const NO_PID: u32 = u32::MAX;
 pub struct Merger {
     plan: Option<Plan>,
     builds: u64,
+    extensions: u64,
 }
 
 impl Merger {
     /// Merges `files` (in the order given, which callers make sorted by name),
-    /// rebuilding the plan only when they changed.
+    /// extending the plan when files only gained entries, rebuilding it when they
+    /// changed otherwise.
     pub fn merge(&mut self, files: &[FileView<'_>], keys: &KeyTable) -> Merged {
         let current = plan::signature(files);
-        let plan = match self.plan.take() {
-            Some(plan) if *plan.signature() == current => plan,
-            _ => {
-                self.builds += 1;
-                Plan::build(files, keys)
-            }
+        let extended = match self.plan.take() {
+            Some(plan) if *plan.signature() == current => Some(plan),
+            Some(plan) => plan.extended(files, keys).inspect(|_| self.extensions += 1),
+            None => None,
         };
+        let plan = extended.unwrap_or_else(|| {
+            self.builds += 1;
+            Plan::build(files, keys)
+        });
         let merged = plan.execute(files);
         self.plan = Some(plan);
         merged
     }
 
-    /// How many plans were built: a steady pass builds none.
+    /// How many plans were built: a steady pass builds none, nor does one whose files
+    /// only gained entries (mostly: see [`Merger::plans_extended`]).
     pub fn plans_built(&self) -> u64 {
         self.builds
+    }
+
+    /// How many times a plan was extended to entries appended to its files instead of
+    /// being built afresh.
+    pub fn plans_extended(&self) -> u64 {
+        self.extensions
     }
 }
 
 /// The name of an output series: a key's sample name, or one the histogram rules make.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Declared in the order a fresh build meets them among otherwise equal series (a
+/// family's series before its bucket groups'), which is how [`SortKey::compare`]
+/// breaks such ties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Name {
     /// A sample name id of the key table.
     Key(u32),
@@ -114,6 +132,12 @@ struct SortKey {
 
 impl SortKey {
     /// Groups series by label set (with the pid), then buckets by bound, then by name.
+    ///
+    /// Series equal in all that (a `<family>_count` key beside a histogram's `_count`,
+    /// or two files with the same `pid` label) are ordered as a fresh build allocates
+    /// them: by kind of name, then by file (a per-file series is first seen in its own
+    /// file). So the order does not depend on the order the series are given in, and an
+    /// extended plan can sort a family again (see `extend/`).
     fn compare(
         &self,
         other: &SortKey,
@@ -121,16 +145,33 @@ impl SortKey {
         keys: &KeyTable,
         files: &[FileView<'_>],
     ) -> Ordering {
-        let pid =
-            |k: &SortKey| (k.pid_file != NO_PID).then(|| &**files[k.pid_file as usize].pid_label);
         compare_labels(self.labels, other.labels, keys)
-            .then_with(|| compare_pid(pid(self), pid(other)))
+            .then_with(|| self.compare_within(other, family, keys, files))
+    }
+
+    /// [`SortKey::compare`] of keys whose label sets are equal.
+    fn compare_within(
+        &self,
+        other: &SortKey,
+        family: &str,
+        keys: &KeyTable,
+        files: &[FileView<'_>],
+    ) -> Ordering {
+        let pid = |k: &SortKey| {
+            (k.pid_file != NO_PID)
+                .then(|| files.get(k.pid_file as usize))
+                .flatten()
+                .map(|f| &**f.pid_label)
+        };
+        compare_pid(pid(self), pid(other))
             .then_with(|| other.le.is_some().cmp(&self.le.is_some()))
             .then_with(|| match (self.le, other.le) {
                 (Some(x), Some(y)) => x.total_cmp(&y),
                 _ => Ordering::Equal,
             })
             .then_with(|| compare_names(self.name, other.name, family, keys))
+            .then_with(|| self.name.cmp(&other.name))
+            .then_with(|| self.pid_file.cmp(&other.pid_file))
     }
 }
 

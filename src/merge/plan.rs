@@ -6,35 +6,17 @@
 //! keys are append-only and only values change. So the decisions are made once into a
 //! plan (a slot per output value with its fold rule, a slot index per entry, the sorted
 //! output layout), and each pass only walks the values into the slots. A plan is rebuilt
-//! when a file appears, vanishes, is replaced, or gains entries.
+//! when a file appears, vanishes or is replaced; when files only gained entries at their
+//! ends it is extended ([`Plan::extended`], in `extend/`), which decides the new entries
+//! alone and lays out again only the families that gained series.
 
-use super::{FileView, Merged, NO_PID, Name, Slot, SortKey};
-use crate::fold::{Acc, Fold};
-use crate::model::{Family, FileKind, FileProblem, Layout, LayoutBuilder, MetricType, Reason};
-use crate::parse::{KeyInfo, KeyTable, Le};
-use rustc_hash::FxHashMap;
-use std::cmp::Ordering;
-use std::sync::Arc;
-
-/// Marks an entry that contributes nothing (a bucket with a bad `le`).
-const SKIP: u32 = u32::MAX;
-
-/// Where an output sample's value comes from: slot `n`, or with this bit set, entry `n`
-/// of the running bucket sums (a bucket group's cumulative counts end to end, each
-/// group's last being its `_count`).
-const CUMULATIVE: u32 = 1 << 31;
-
-/// One family of the output layout.
-#[derive(Debug)]
-struct OutFamily {
-    name: Arc<str>,
-    help: Arc<str>,
-    typ: MetricType,
-    /// The series in output order, shared with every pass's [`Family`].
-    layout: Arc<Layout>,
-    /// Per series, where its value comes from (see [`CUMULATIVE`]).
-    sources: Vec<u32>,
-}
+use super::layout::{self, CUMULATIVE, OutFamily};
+use super::rules::{FamilyRule, Rules, family_rules};
+use super::slots::{Changes, SKIP, Slots};
+use super::{FileView, Merged, NO_PID};
+use crate::fold::Acc;
+use crate::model::{Family, FileKind, FileProblem, Reason};
+use crate::parse::KeyTable;
 
 /// Identifies what a plan was built from: per file, its index generation and how many
 /// entries were merged.
@@ -43,65 +25,95 @@ pub type Signature = Vec<(u64, usize)>;
 /// Decisions for one set of files.
 #[derive(Debug)]
 pub struct Plan {
-    signature: Signature,
-    folds: Vec<Fold>,
+    pub(super) signature: Signature,
+    /// The folds of the slots, and the bucket groups (placed, bounds ascending).
+    pub(super) slots: Slots,
     /// Per file, per merged entry: the slot, or [`SKIP`].
-    entry_slots: Vec<Vec<u32>>,
-    /// Per bucket group, its slots in ascending bound order.
-    groups: Vec<Vec<u32>>,
-    /// How many running bucket sums there are (one per bucket, groups end to end).
-    cumulative_len: usize,
-    families: Vec<OutFamily>,
-    problems: Vec<(usize, FileProblem)>,
-}
-
-/// What the files decide for one family: type and help from its first sighting, the
-/// gauge rule from the last gauge file that mentions it.
-struct FamilyRule {
-    typ: MetricType,
-    help: Arc<str>,
-    /// `(per process, fold)` of the last gauge file's mode.
-    gauge: Option<(bool, Fold)>,
-    /// Output series of this family → slot.
-    slots: FxHashMap<Slot, u32>,
-    /// (labels without `le`, pid file) → bucket group.
-    groups: FxHashMap<(u32, u32), u32>,
-}
-
-/// A histogram bucket group while planning.
-struct BucketGroup {
-    family: u32,
-    labels: u32,
-    pid_file: u32,
-    /// `(bound, slot)` in first-seen order.
-    bounds: Vec<(f64, u32)>,
-}
-
-/// The slots being allocated: one fold each, and what output each one feeds.
-#[derive(Default)]
-struct Slots {
-    folds: Vec<Fold>,
-    /// Per series slot: its family, output identity, and the label set its lines spell
-    /// (without the `pid` that the file's replaces).
-    series: Vec<(u32, u32, Slot, u32)>,
-    groups: Vec<BucketGroup>,
+    pub(super) entry_slots: Vec<Vec<u32>>,
+    /// The length of the running bucket sums array (see [`layout`]).
+    pub(super) cumulative_len: usize,
+    /// How much of it groups left when they moved (an extended plan's waste).
+    pub(super) holes: usize,
+    pub(super) families: Vec<OutFamily>,
+    pub(super) problems: Vec<(usize, FileProblem)>,
+    /// Kept for extending the plan: the family rules with their series and groups.
+    pub(super) rules: Rules,
+    /// Whether the `pid` labels of the gauge files are all numbers or all not: only then
+    /// is the output order a total order (numbers compare as numbers, the rest as text),
+    /// so that sorting a family again gives a fresh build's order whatever the input.
+    pub(super) orderly_pids: bool,
 }
 
 /// The signature of `files` (see [`Signature`]).
 pub fn signature(files: &[FileView<'_>]) -> Signature {
     files
         .iter()
-        .map(|f| (f.generation, f.entries.len().min(f.values.len())))
+        .map(|f| (f.generation, merged_len(f)))
         .collect()
 }
 
+/// How many entries of `f` are merged (those with a value).
+pub(super) fn merged_len(f: &FileView<'_>) -> usize {
+    f.entries.len().min(f.values.len())
+}
+
 /// The file index used for the `pid` label of a file's series, or [`NO_PID`].
-fn pid_file(fi: usize, f: &FileView<'_>) -> u32 {
+pub(super) fn pid_file(fi: usize, f: &FileView<'_>) -> u32 {
     if matches!(f.kind, FileKind::Gauge(_)) {
         fi as u32
     } else {
         NO_PID
     }
+}
+
+/// What entries of files without a `pid` of their own fold into, by key id: there the
+/// slot depends on the key alone, and most keys are in every worker's file, so a key
+/// seen in one file costs no lookup in the next (a first pass decides 628,000 entries
+/// of 88,512 series at the L of DESIGN section 6).
+struct KnownSlots(Vec<u32>);
+
+/// Not decided yet, in [`KnownSlots`].
+const UNKNOWN: u32 = u32::MAX;
+/// A bucket whose `le` is not a number, in [`KnownSlots`].
+const BAD: u32 = u32::MAX - 1;
+
+impl KnownSlots {
+    fn new(keys: usize) -> KnownSlots {
+        KnownSlots(vec![UNKNOWN; keys])
+    }
+
+    /// The slot of key `key` in a file whose `pid` applies as `pid_file`, if decided
+    /// (`Some(None)`: a bad bucket).
+    fn get(&self, key: u32, pid_file: u32) -> Option<Option<u32>> {
+        if pid_file != NO_PID {
+            return None;
+        }
+        match self.0.get(key as usize).copied()? {
+            UNKNOWN => None,
+            BAD => Some(None),
+            slot => Some(Some(slot)),
+        }
+    }
+
+    fn set(&mut self, key: u32, pid_file: u32, slot: Option<u32>) {
+        if let Some(known) = self.0.get_mut(key as usize).filter(|_| pid_file == NO_PID) {
+            *known = slot.unwrap_or(BAD);
+        }
+    }
+}
+
+/// See [`Plan::orderly_pids`].
+fn orderly_pids(files: &[FileView<'_>]) -> bool {
+    let numeric = files
+        .iter()
+        .filter(|f| matches!(f.kind, FileKind::Gauge(_)))
+        .map(|f| f.pid_label.parse::<u64>().is_ok());
+    let (mut some, mut all) = (false, true);
+    for n in numeric {
+        some |= n;
+        all &= n;
+    }
+    all || !some
 }
 
 impl Plan {
@@ -114,10 +126,28 @@ impl Plan {
     pub fn build(files: &[FileView<'_>], keys: &KeyTable) -> Plan {
         let mut rules = family_rules(files, keys);
         let mut slots = Slots::default();
+        let mut changes = Changes::default();
         let mut entry_slots = Vec::with_capacity(files.len());
         let mut problems = Vec::new();
+        let mut known = KnownSlots::new(keys.len());
         for (fi, f) in files.iter().enumerate() {
-            let (here, bad_buckets) = slots.assign_file(fi, f, keys, &mut rules);
+            let pid_file = pid_file(fi, f);
+            let mut here = Vec::with_capacity(merged_len(f));
+            let mut bad_buckets = 0usize;
+            for e in f.entries.iter().take(f.values.len()) {
+                let slot = known.get(e.key, pid_file).unwrap_or_else(|| {
+                    let info = keys.info(e.key);
+                    // Every family of these entries has a rule (`family_rules` saw them all).
+                    let Some(rule) = rules.get_mut(&info.family) else {
+                        return Some(SKIP);
+                    };
+                    let slot = slots.slot_of(&info, pid_file, rule, &mut changes);
+                    known.set(e.key, pid_file, slot);
+                    slot
+                });
+                bad_buckets += usize::from(slot.is_none());
+                here.push(slot.unwrap_or(SKIP));
+            }
             if bad_buckets > 0 {
                 let detail = format!(
                     "skipped {bad_buckets} histogram bucket samples whose le label is not a number"
@@ -126,22 +156,31 @@ impl Plan {
             }
             entry_slots.push(here);
         }
-        let (families, groups) = slots.layout(files, keys, rules);
-        let cumulative_len = groups.iter().map(Vec::len).sum();
+        let mut cumulative_len = 0;
+        for group in &mut slots.groups {
+            layout::sort_bounds(group);
+            cumulative_len = layout::place(group, cumulative_len);
+        }
+        let mut families = layout::all_families(&mut rules, &changes, &slots.groups, keys, files);
+        // What only extensions need is made again when one needs it (see `extend/`).
+        rules.values_mut().for_each(FamilyRule::forget_slots);
+        families.iter_mut().for_each(OutFamily::forget_sorted);
         Plan {
             signature: signature(files),
-            folds: slots.folds,
+            slots,
             entry_slots,
-            groups,
             cumulative_len,
+            holes: 0,
             families,
             problems,
+            rules,
+            orderly_pids: orderly_pids(files),
         }
     }
 
     /// Folds the current values of `files` (the files the plan was built for).
     pub fn execute(&self, files: &[FileView<'_>]) -> Merged {
-        let mut accs: Vec<Acc> = self.folds.iter().map(|f| f.start()).collect();
+        let mut accs: Vec<Acc> = self.slots.folds.iter().map(|f| f.start()).collect();
         for (f, slots) in files.iter().zip(&self.entry_slots) {
             for (&slot, &(value, ts)) in slots.iter().zip(f.values) {
                 if let Some(acc) = accs.get_mut(slot as usize) {
@@ -151,12 +190,16 @@ impl Plan {
         }
         let slot_value = |s: u32| accs.get(s as usize).and_then(Acc::value);
         // Running sums per bucket group, as the collector accumulates them.
-        let mut cumulative = Vec::with_capacity(self.cumulative_len);
-        for slots in &self.groups {
+        let mut cumulative = vec![0.0; self.cumulative_len];
+        for group in &self.slots.groups {
+            let start = group.offset as usize;
+            let Some(sums) = cumulative.get_mut(start..start + group.bounds.len()) else {
+                continue;
+            };
             let mut acc = 0.0;
-            for &s in slots {
+            for (sum, &(_, s)) in sums.iter_mut().zip(&group.bounds) {
                 acc += slot_value(s).unwrap_or(0.0);
-                cumulative.push(acc);
+                *sum = acc;
             }
         }
         let value_of = |source: u32| {
@@ -184,241 +227,4 @@ impl Plan {
             problems: self.problems.clone(),
         }
     }
-}
-
-/// Type and help from the first sighting, gauge rule from the last gauge file.
-fn family_rules(files: &[FileView<'_>], keys: &KeyTable) -> FxHashMap<u32, FamilyRule> {
-    let mut rules: FxHashMap<u32, FamilyRule> = FxHashMap::default();
-    for f in files {
-        for e in f.entries.iter().take(f.values.len()) {
-            let info = keys.info(e.key);
-            let rule = rules.entry(info.family).or_insert_with(|| FamilyRule {
-                typ: f.kind.metric_type(),
-                help: keys.help(info.help).clone(),
-                gauge: None,
-                slots: FxHashMap::default(),
-                groups: FxHashMap::default(),
-            });
-            if let FileKind::Gauge(mode) = f.kind {
-                rule.gauge = Some((mode.is_per_pid(), Fold::for_gauge(mode)));
-            }
-        }
-    }
-    rules
-}
-
-impl Slots {
-    /// The slots of every merged entry of file `fi`, and how many buckets were skipped.
-    fn assign_file(
-        &mut self,
-        fi: usize,
-        f: &FileView<'_>,
-        keys: &KeyTable,
-        rules: &mut FxHashMap<u32, FamilyRule>,
-    ) -> (Vec<u32>, usize) {
-        let pid_file = pid_file(fi, f);
-        let mut here = Vec::with_capacity(f.entries.len().min(f.values.len()));
-        let mut bad_buckets = 0usize;
-        for e in f.entries.iter().take(f.values.len()) {
-            let info = keys.info(e.key);
-            // Every family of these entries has a rule (`family_rules` saw them all).
-            let slot = match rules.get_mut(&info.family) {
-                Some(rule) => self.slot_of(&info, pid_file, rule),
-                None => Some(SKIP),
-            };
-            bad_buckets += usize::from(slot.is_none());
-            here.push(slot.unwrap_or(SKIP));
-        }
-        (here, bad_buckets)
-    }
-
-    /// The slot an entry folds into; `None` for a bucket whose `le` is not a number.
-    fn slot_of(&mut self, info: &KeyInfo, pid_file: u32, rule: &mut FamilyRule) -> Option<u32> {
-        // A per-file series' lines carry the file's `pid`, which replaces the key's.
-        let shown = if pid_file == NO_PID {
-            info.labels
-        } else {
-            info.labels_no_pid
-        };
-        let per_file = Slot {
-            name: info.name,
-            labels: info.labels,
-            pid_file,
-        };
-        if rule.typ == MetricType::Gauge {
-            let (per_pid, fold) = rule.gauge.unwrap_or((true, Fold::Last));
-            let (slot, shown) = if per_pid {
-                (per_file, shown)
-            } else {
-                let slot = Slot {
-                    name: info.name,
-                    labels: info.labels_no_pid,
-                    pid_file: NO_PID,
-                };
-                (slot, info.labels_no_pid)
-            };
-            return Some(self.series_slot(info.family, slot, shown, fold, rule));
-        }
-        if rule.typ == MetricType::Histogram && info.le != Le::Absent {
-            let Le::Bound(bound) = info.le else {
-                return None;
-            };
-            return Some(self.bucket_slot(info, pid_file, bound, rule));
-        }
-        Some(self.series_slot(info.family, per_file, shown, Fold::Sum, rule))
-    }
-
-    fn new_slot(&mut self, fold: Fold) -> u32 {
-        self.folds.push(fold);
-        (self.folds.len() - 1) as u32
-    }
-
-    fn series_slot(
-        &mut self,
-        family: u32,
-        slot: Slot,
-        shown: u32,
-        fold: Fold,
-        rule: &mut FamilyRule,
-    ) -> u32 {
-        if let Some(&id) = rule.slots.get(&slot) {
-            return id;
-        }
-        let id = self.new_slot(fold);
-        self.series.push((id, family, slot, shown));
-        rule.slots.insert(slot, id);
-        id
-    }
-
-    fn bucket_slot(
-        &mut self,
-        info: &KeyInfo,
-        pid_file: u32,
-        bound: f64,
-        rule: &mut FamilyRule,
-    ) -> u32 {
-        let groups = &mut self.groups;
-        let g = *rule
-            .groups
-            .entry((info.labels_no_le, pid_file))
-            .or_insert_with(|| {
-                groups.push(BucketGroup {
-                    family: info.family,
-                    labels: info.labels_no_le,
-                    pid_file,
-                    bounds: Vec::new(),
-                });
-                (groups.len() - 1) as u32
-            });
-        // `==` as in a Python dict keyed by float: 0.0 and -0.0 merge, NaN never.
-        let found = self.groups[g as usize]
-            .bounds
-            .iter()
-            .find(|(b, _)| *b == bound)
-            .map(|&(_, s)| s);
-        found.unwrap_or_else(|| {
-            let s = self.new_slot(Fold::Sum);
-            self.groups[g as usize].bounds.push((bound, s));
-            s
-        })
-    }
-
-    /// The sorted output layout, and each bucket group's slots in bound order.
-    fn layout(
-        &mut self,
-        files: &[FileView<'_>],
-        keys: &KeyTable,
-        rules: FxHashMap<u32, FamilyRule>,
-    ) -> (Vec<OutFamily>, Vec<Vec<u32>>) {
-        let mut series: FxHashMap<u32, Vec<(SortKey, u32)>> = FxHashMap::default();
-        for &(s, family, slot, shown) in &std::mem::take(&mut self.series) {
-            let key = SortKey {
-                labels: slot.labels,
-                shown,
-                pid_file: slot.pid_file,
-                le: None,
-                name: Name::Key(slot.name),
-            };
-            series.entry(family).or_default().push((key, s));
-        }
-        let mut groups = Vec::with_capacity(self.groups.len());
-        let mut cumulative = 0u32;
-        for group in std::mem::take(&mut self.groups) {
-            let out = series.entry(group.family).or_default();
-            groups.push(bucket_series(group, &mut cumulative, out));
-        }
-        let mut families: Vec<OutFamily> = rules
-            .into_iter()
-            .map(|(family, rule)| {
-                let mut samples = series.remove(&family).unwrap_or_default();
-                let name = keys.families.get(family).clone();
-                samples.sort_by(|a, b| a.0.compare(&b.0, &name, keys, files));
-                let (layout, sources) = build_layout(&name, &samples, keys, files);
-                OutFamily {
-                    name,
-                    help: rule.help,
-                    typ: rule.typ,
-                    layout: Arc::new(layout),
-                    sources,
-                }
-            })
-            .collect();
-        families.sort_by(|a, b| a.name.cmp(&b.name));
-        (families, groups)
-    }
-}
-
-/// The layout of one family's sorted series, and where each one's value comes from.
-fn build_layout(
-    family: &str,
-    samples: &[(SortKey, u32)],
-    keys: &KeyTable,
-    files: &[FileView<'_>],
-) -> (Layout, Vec<u32>) {
-    let bucket: Arc<str> = Arc::from(format!("{family}_bucket"));
-    let count: Arc<str> = Arc::from(format!("{family}_count"));
-    let mut b = LayoutBuilder::default();
-    let mut sources = Vec::with_capacity(samples.len());
-    for (key, source) in samples {
-        let name = match key.name {
-            Name::Key(id) => keys.names.get(id),
-            Name::Bucket => &bucket,
-            Name::Count => &count,
-        };
-        let pid = (key.pid_file != NO_PID).then(|| files[key.pid_file as usize].pid_label);
-        b.push(name, &keys.labelsets.get(key.shown), pid, key.le);
-        sources.push(*source);
-    }
-    (b.finish(), sources)
-}
-
-/// Appends the `_bucket` series (ascending bounds) and the `_count` of `group` to
-/// `out`, their values taken from the running sums that start at `cumulative`; returns
-/// the group's slots in bound order.
-fn bucket_series(
-    mut group: BucketGroup,
-    cumulative: &mut u32,
-    out: &mut Vec<(SortKey, u32)>,
-) -> Vec<u32> {
-    group
-        .bounds
-        .sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal));
-    let key = |le: Option<f64>, name: Name| SortKey {
-        labels: group.labels,
-        shown: group.labels,
-        pid_file: group.pid_file,
-        le,
-        name,
-    };
-    for (bound, _) in &group.bounds {
-        out.push((key(Some(*bound), Name::Bucket), *cumulative | CUMULATIVE));
-        *cumulative += 1;
-    }
-    if let Some(last) = cumulative
-        .checked_sub(1)
-        .filter(|_| !group.bounds.is_empty())
-    {
-        out.push((key(None, Name::Count), last | CUMULATIVE));
-    }
-    group.bounds.into_iter().map(|(_, s)| s).collect()
 }
