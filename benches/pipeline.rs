@@ -3,7 +3,13 @@
 //! `cargo bench --bench pipeline` runs scales S and M; set `MPE_BENCH_L=1` to add L
 //! (the L of DESIGN section 6: 64 writers, 16 of them dead, 752 files, 628,000 entries;
 //! generating it takes a few seconds; the shape is `benches/shape.py`'s). The `spell`
-//! group spells 88,512 values (the size of the L output) of three kinds.
+//! group spells 88,512 values (the size of the L output) of three kinds. The `gzip_*`
+//! groups compress the text body of the largest scale run (L with `MPE_BENCH_L=1`, its
+//! 7.7 MB; else M) at every level, on one thread and as one member in two halves on two
+//! threads, and prefixes of it on both sides of the two-thread threshold; the compressed
+//! sizes are printed to stderr (the table in docs/benchmarks.md). `MPE_BENCH_GZIP_DIR=DIR`
+//! makes them compress the text of `DIR` instead (such as the L that `benches/shape.py`
+//! writes with real prometheus_client workers).
 
 mod support;
 
@@ -12,6 +18,7 @@ use multiproc_exporter::collect::Collector;
 use multiproc_exporter::parse::{FileIndex, KeyTable};
 use multiproc_exporter::read;
 use multiproc_exporter::render::{self, Format};
+use multiproc_exporter::serve::gzip::{self, Threads};
 use std::collections::BTreeSet;
 use std::hint::black_box;
 use support::{L, M, S, Scale};
@@ -113,5 +120,60 @@ fn spelling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline, spelling);
+/// gzip of the largest scale's text body (`serve::gzip`): every level on one thread and
+/// on two, then one and two threads on prefixes around the threshold at the level served.
+fn gzipping(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (name, dir) = match std::env::var_os("MPE_BENCH_GZIP_DIR") {
+        Some(dir) => ("dir", std::path::PathBuf::from(dir)),
+        None => {
+            let scale = *scales().last().expect("a scale");
+            support::generate(tmp.path(), scale);
+            (scale.name, tmp.path().to_owned())
+        }
+    };
+    let families = Collector::new(&dir)
+        .collect(&BTreeSet::new())
+        .unwrap()
+        .families;
+    let mut text = String::new();
+    render::render(&families, Format::Text004, &mut text);
+    let text = text.into_bytes();
+    let threads = [("one_thread", Threads::One), ("two_threads", Threads::Two)];
+
+    let mut group = c.benchmark_group(format!("gzip_{name}"));
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.sample_size(10);
+    for level in 1..=9 {
+        for (id, threads) in threads {
+            let level = flate2::Compression::new(level);
+            let size = gzip::gzip_with(&text, level, threads).unwrap().len();
+            eprintln!(
+                "gzip_{name}: level {}, {threads:?}: {size} of {} bytes ({:.2}%)",
+                level.level(),
+                text.len(),
+                100.0 * size as f64 / text.len() as f64
+            );
+            group.bench_with_input(BenchmarkId::new(id, level.level()), &level, |b, &l| {
+                b.iter(|| black_box(gzip::gzip_with(&text, l, threads).unwrap().len()))
+            });
+        }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group(format!("gzip_threshold_{name}"));
+    let level = flate2::Compression::new(gzip::LEVEL);
+    for kib in [256, 1024, 4096] {
+        let part = &text[..text.len().min(kib * 1024)];
+        group.throughput(Throughput::Bytes(part.len() as u64));
+        for (id, threads) in threads {
+            group.bench_with_input(BenchmarkId::new(id, kib), &part, |b, part| {
+                b.iter(|| black_box(gzip::gzip_with(part, level, threads).unwrap().len()))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, spelling, gzipping);
 criterion_main!(benches);

@@ -15,7 +15,8 @@
 //! - [`merge`]: combine files per type and gauge mode into families.
 //! - [`render`]: write text 0.0.4 / 1.0.0 or OpenMetrics 1.0.0, with our own escaping
 //!   and number spelling.
-//! - [`serve`]: HTTP: content negotiation, single-flight merges, graceful shutdown.
+//! - [`serve`]: HTTP: content negotiation, single-flight merges, gzip (one member,
+//!   deflated on two threads for a large body), graceful shutdown.
 //!
 //! One home per concept, used by the stages:
 //!

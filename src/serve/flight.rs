@@ -13,6 +13,7 @@
 //! over from the files (which cannot lower a counter: the files hold the totals).
 
 use super::Pipeline;
+use super::gzip::{self, GzipError};
 use crate::collect::Pass;
 use crate::model::{Family, FileIssue, Reason};
 use crate::render::{self, Format};
@@ -20,7 +21,6 @@ use crate::selfmetrics::{ScrapeStage, SelfMetrics};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,7 +51,7 @@ pub enum ScrapeError {
     /// Reading and merging the directory panicked.
     #[error("merging the directory failed: {0}")]
     Collect(String),
-    /// Rendering the merged families panicked.
+    /// Rendering the merged families panicked, or compressing the body failed.
     #[error("rendering the exposition failed: {0}")]
     Render(String),
 }
@@ -90,7 +90,7 @@ impl Scrape {
     /// The body for `key`, rendered once per pass (filtered bodies up to a bound).
     ///
     /// # Errors
-    /// When rendering panicked; nothing is cached then.
+    /// When rendering panicked or compressing failed; nothing is cached then.
     pub async fn body(&self, key: BodyKey) -> Body {
         let cell = {
             let mut bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
@@ -106,7 +106,8 @@ impl Scrape {
         cell.get_or_try_init(|| async move {
             tokio::task::spawn_blocking(move || encode(&families, &key))
                 .await
-                .map_err(|join| ScrapeError::Render(panic_message(join)))
+                .map_err(|join| ScrapeError::Render(panic_message(join)))?
+                .map_err(|err| ScrapeError::Render(format!("gzip: {err}")))
         })
         .await
         .cloned()
@@ -131,8 +132,12 @@ pub(super) fn payload_message(payload: Box<dyn std::any::Any + Send>) -> String 
         .unwrap_or_else(|| "panic".to_owned())
 }
 
-/// Renders `families` (only samples named in the key's filter, if any) and compresses.
-pub fn encode(families: &[Family], key: &BodyKey) -> Bytes {
+/// Renders `families` (only samples named in the key's filter, if any) and compresses
+/// (one gzip member, on two threads for a large body: [`super::gzip`]).
+///
+/// # Errors
+/// When the body could not be compressed.
+pub fn encode(families: &[Family], key: &BodyKey) -> Result<Bytes, GzipError> {
     crate::testpoint::panic("render");
     let mut text = String::with_capacity(families.iter().map(|f| f.len() * 80 + 64).sum());
     match &key.names {
@@ -146,15 +151,9 @@ pub fn encode(families: &[Family], key: &BodyKey) -> Bytes {
         }
     }
     if !key.gzip {
-        return Bytes::from(text);
+        return Ok(Bytes::from(text));
     }
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(text.len() / 8),
-        flate2::Compression::fast(),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = enc.write_all(text.as_bytes());
-    Bytes::from(enc.finish().unwrap_or_default())
+    gzip::gzip(text.as_bytes()).map(Bytes::from)
 }
 
 /// The merge state shared by all connections.

@@ -12,9 +12,14 @@
 //! limit; a new connection beyond it takes the place of the connection idle longest,
 //! and is closed itself only when none is idle (`serve/conn.rs`). Shutdown stops
 //! accepting, lets in-flight requests finish and gives up after a deadline.
+//!
+//! [`flight`] runs the merge passes and keeps each pass's bodies; [`gzip`] compresses a
+//! body as one gzip member, in two halves on two threads when it is large;
+//! [`negotiate`] reads `Accept` and `Accept-Encoding`.
 
 mod conn;
 pub mod flight;
+pub mod gzip;
 mod lifecycle;
 pub mod negotiate;
 mod routes;

@@ -160,15 +160,28 @@ fn test_issue_9_a_million_entries_cost_at_most_400_bytes_each() {
 }
 
 /// Threads of `pid` that tokio runs (its workers and its blocking threads share the name).
+///
+/// A thread started from a tokio thread (the scrape's helper of `parallel::join`, which
+/// the gzip of a large body uses) carries its parent's name until it first runs and names
+/// itself, and lives a few milliseconds: only threads named so in two looks 50 ms apart
+/// are counted.
 fn tokio_threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|tasks| {
-            tasks
-                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-                .filter(|comm| comm.starts_with("tokio-"))
-                .count()
-        })
-        .unwrap_or(0)
+    let named = || -> std::collections::BTreeSet<std::ffi::OsString> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| {
+                        let t = t.ok()?;
+                        let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                        comm.starts_with("tokio-").then(|| t.file_name())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = named();
+    std::thread::sleep(Duration::from_millis(50));
+    named().intersection(&before).count()
 }
 
 /// `RssAnon` grew over hundreds of scrapes (issue 11: 64 -> 90 MB at L) because passes

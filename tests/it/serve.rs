@@ -506,3 +506,83 @@ fn test_issue_9_odd_scrape_timeout_headers_are_normal_scrapes() {
     }
     assert!(!s.log_text().contains("panicked"), "{}", s.log_text());
 }
+
+/// A body above the two-thread threshold, compressed as one member in two halves
+/// (`serve::gzip`), reaches every client whole: curl's own decoder (which silently stops
+/// after a first member: two members would lose the second half), `gzip -dc`, and
+/// Python's zlib reading exactly one member with nothing after it. The values are static,
+/// so every decoding has the app samples of the plain body.
+#[test]
+fn test_issue_11_large_gzip_body_is_one_member_for_curl_gzip_and_python() {
+    use multiproc_exporter::serve::gzip::TWO_THREADS_FROM;
+    use std::process::Command;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    std::fs::create_dir(&dir).unwrap();
+    big_directory(&dir, 2, 60_000);
+    let s = serve(&dir, &["--compaction", "off", "--liveness", "none"]);
+    let url = s.url("/metrics");
+    let curl = |args: &[&str]| {
+        let out = crate::util::run_ok(Command::new("curl").args(["-sSf"]).args(args), "curl");
+        String::from_utf8(out.stdout).expect("UTF-8 body")
+    };
+    let plain = curl(&[&url]);
+    assert!(
+        plain.len() >= TWO_THREADS_FROM,
+        "{} bytes: too small for two threads",
+        plain.len()
+    );
+    let want = app_lines(&plain);
+    assert_eq!(want.len(), 2 + 60_000);
+
+    let by_curl = curl(&["--compressed", &url]);
+    assert_eq!(app_lines(&by_curl), want, "curl --compressed");
+
+    let raw = tmp.path().join("body.gz");
+    let headers = curl(&[
+        "-H",
+        "Accept-Encoding: gzip",
+        "-D",
+        "-",
+        "-o",
+        raw.to_str().unwrap(),
+        &url,
+    ]);
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-encoding: gzip"),
+        "{headers}"
+    );
+    let by_gzip = crate::util::run_ok(Command::new("gzip").arg("-dc").arg(&raw), "gzip -dc");
+    let by_gzip = String::from_utf8(by_gzip.stdout).unwrap();
+    assert_eq!(app_lines(&by_gzip), want, "gzip -dc");
+
+    let script = "import sys, zlib\n\
+        d = zlib.decompressobj(wbits=31)\n\
+        out = d.decompress(open(sys.argv[1], 'rb').read())\n\
+        assert d.eof and not d.unused_data, 'not exactly one gzip member'\n\
+        sys.stdout.buffer.write(out)\n";
+    let by_python = crate::util::run_ok(
+        Command::new(crate::util::python())
+            .args(["-c", script])
+            .arg(&raw),
+        "decode with Python's zlib",
+    );
+    let by_python = String::from_utf8(by_python.stdout).unwrap();
+    // The same bytes decode to the same text everywhere, down to the self-metrics.
+    assert_eq!(by_python, by_gzip, "Python vs gzip -dc");
+
+    // flate2's single- and multi-member decoders agree on the raw bytes too.
+    let bytes = std::fs::read(&raw).unwrap();
+    let (mut one, mut multi) = (String::new(), String::new());
+    use std::io::Read;
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut one)
+        .unwrap();
+    flate2::read::MultiGzDecoder::new(&bytes[..])
+        .read_to_string(&mut multi)
+        .unwrap();
+    assert_eq!(one, multi, "more than one member");
+    assert_eq!(one, by_gzip);
+}
