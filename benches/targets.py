@@ -247,6 +247,9 @@ def row_churn(args, d):
                     time.sleep(0.5)
                 out["compacted_in_s"] = round(time.perf_counter() - t, 1)
                 out["files_after"] = files(b)
+                # The round that absorbed them goes on removing their lock files and
+                # archiving; "after compaction" is once it is done, not during it.
+                time.sleep(args.settle)
             try:
                 times, _ = compare.alternate([live_addr, addr], args.runs)
                 out[phase] = {"live_only": compare.summary(times[0]),
@@ -332,6 +335,8 @@ def main():
     ap.add_argument("--updates", type=int, default=500, help="active: per writer per second")
     ap.add_argument("--new-every", type=float, default=2.0, help="active: seconds (0: none)")
     ap.add_argument("--dead", type=int, default=5000, help="churn: dead writers")
+    ap.add_argument("--settle", type=float, default=5.0,
+                    help="churn: seconds between compaction and the measurement")
     ap.add_argument("--idle", type=float, default=30.0, help="defaults: seconds unscraped")
     ap.add_argument("--tmp", help="where the directory is made (default: /dev/shm if any)")
     args = ap.parse_args()

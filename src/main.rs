@@ -71,14 +71,8 @@ fn serve_main(serve: Serve) -> anyhow::Result<()> {
         pool,
         mut config,
     } = serve;
-    // One blocking thread runs every merge pass, render and lifecycle round (they are
-    // serialised by the pipeline lock and the single flight anyway), so their large
-    // blocks (the 7.7 MB body at L, the pass's vectors) come from one glibc arena and
-    // are reused pass after pass; spread over tokio's pool of blocking threads, each
-    // thread's arena kept its own high-water mark and `RssAnon` grew (issue 11).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

@@ -14,6 +14,7 @@
 
 use super::Pipeline;
 use super::gzip::{self, GzipError};
+use super::worker::Worker;
 use crate::collect::Pass;
 use crate::model::{Family, FileIssue, Reason};
 use crate::render::{self, Format};
@@ -76,14 +77,17 @@ pub struct Scrape {
     /// Merged families followed by the self-metrics.
     pub families: Arc<Vec<Family>>,
     bodies: Mutex<HashMap<BodyKey, Arc<OnceCell<Bytes>>>>,
+    /// Renders on the thread of passes.
+    worker: Arc<Worker>,
 }
 
 impl Scrape {
-    fn new(started: Instant, families: Vec<Family>) -> Scrape {
+    fn new(started: Instant, families: Vec<Family>, worker: Arc<Worker>) -> Scrape {
         Scrape {
             started,
             families: Arc::new(families),
             bodies: Mutex::new(HashMap::new()),
+            worker,
         }
     }
 
@@ -102,11 +106,12 @@ impl Scrape {
                 bodies.entry(key.clone()).or_default().clone()
             }
         };
-        let families = self.families.clone();
+        let (families, worker) = (self.families.clone(), self.worker.clone());
         cell.get_or_try_init(|| async move {
-            tokio::task::spawn_blocking(move || encode(&families, &key))
+            worker
+                .run(move || encode(&families, &key))
                 .await
-                .map_err(|join| ScrapeError::Render(panic_message(join)))?
+                .map_err(|panic| ScrapeError::Render(payload_message(panic)))?
                 .map_err(|err| ScrapeError::Render(format!("gzip: {err}")))
         })
         .await
@@ -170,12 +175,17 @@ pub struct Flight {
     unready: Mutex<Option<String>>,
     metrics: Arc<SelfMetrics>,
     logged: Mutex<HashMap<(OsString, Reason), Instant>>,
+    /// The thread every pass and render runs on ([`super::worker`]).
+    worker: Arc<Worker>,
 }
 
 impl Flight {
-    /// A flight over `pipeline`.
-    pub(crate) fn new(pipeline: Pipeline, metrics: Arc<SelfMetrics>) -> Flight {
-        Flight {
+    /// A flight over `pipeline`, with the thread its passes run on.
+    ///
+    /// # Errors
+    /// When that thread cannot be started.
+    pub(crate) fn new(pipeline: Pipeline, metrics: Arc<SelfMetrics>) -> std::io::Result<Flight> {
+        Ok(Flight {
             dir: pipeline.collector.dir().to_owned(),
             pipeline: Arc::new(Mutex::new(pipeline)),
             gate: Arc::new(tokio::sync::Mutex::new(())),
@@ -184,7 +194,8 @@ impl Flight {
             unready: Mutex::new(None),
             metrics,
             logged: Mutex::new(HashMap::new()),
-        }
+            worker: Arc::new(Worker::start()?),
+        })
     }
 
     /// The pipeline, for the lifecycle task, which changes files only while holding it.
@@ -241,20 +252,22 @@ impl Flight {
     async fn pass(&self) -> Result<Arc<Scrape>, ScrapeError> {
         let started = Instant::now();
         let pipeline = self.pipeline.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
-            let Pipeline {
-                collector,
-                lifecycle,
-            } = &mut *p;
-            let run = || collector.collect(lifecycle.dead_pids());
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|payload| {
-                // Whatever the pass left half done, the files hold the totals: start over.
-                collector.reset();
-                payload_message(payload)
+        let joined = self
+            .worker
+            .run(move || {
+                let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
+                let Pipeline {
+                    collector,
+                    lifecycle,
+                } = &mut *p;
+                let run = || collector.collect(lifecycle.dead_pids());
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).map_err(|payload| {
+                    // Whatever the pass left half done, the files hold the totals: start over.
+                    collector.reset();
+                    payload_message(payload)
+                })
             })
-        })
-        .await;
+            .await;
         let (pass, ready) = match joined {
             Ok(Ok(Ok(pass))) => (pass, true),
             Ok(Ok(Err(err))) => {
@@ -268,8 +281,8 @@ impl Flight {
                 tracing::error!(error = %err, "a merge pass failed; reading the directory afresh");
                 return Err(err);
             }
-            // Cancelled at shutdown.
-            Err(join) => return Err(ScrapeError::Collect(panic_message(join))),
+            // The worker thread is gone (nothing else escapes the catch above).
+            Err(panic) => return Err(ScrapeError::Collect(payload_message(panic))),
         };
         if ready {
             self.metrics.merged(started.elapsed(), &pass);
@@ -282,7 +295,7 @@ impl Flight {
         let own = self.metrics.families(&pass, ready);
         let mut families = pass.families;
         families.extend(own);
-        let scrape = Arc::new(Scrape::new(started, families));
+        let scrape = Arc::new(Scrape::new(started, families, self.worker.clone()));
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(scrape.clone());
         Ok(scrape)
     }

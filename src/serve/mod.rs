@@ -23,6 +23,7 @@ pub mod gzip;
 mod lifecycle;
 pub mod negotiate;
 mod routes;
+pub mod worker;
 
 use crate::collect::Collector;
 use crate::compact::Lifecycle;
@@ -84,7 +85,7 @@ pub async fn run(
         lifecycle: Lifecycle::new(&config.dir, config.lifecycle.clone()),
     };
     let app = Arc::new(App {
-        flight: Arc::new(Flight::new(pipeline, metrics.clone())),
+        flight: Arc::new(Flight::new(pipeline, metrics.clone())?),
         metrics,
         scrapes: Arc::new(Semaphore::new(config.max_connections.max(1))),
         config: config.clone(),

@@ -159,13 +159,14 @@ fn test_issue_9_a_million_entries_cost_at_most_400_bytes_each() {
     );
 }
 
-/// Threads of `pid` that tokio runs (its workers and its blocking threads share the name).
+/// Threads of `pid` whose names start with `prefix` (tokio's workers and blocking threads
+/// share theirs).
 ///
 /// A thread started from a tokio thread (the scrape's helper of `parallel::join`, which
 /// the gzip of a large body uses) carries its parent's name until it first runs and names
 /// itself, and lives a few milliseconds: only threads named so in two looks 50 ms apart
 /// are counted.
-fn tokio_threads(pid: u32) -> usize {
+fn threads_named(pid: u32, prefix: &str) -> usize {
     let named = || -> std::collections::BTreeSet<std::ffi::OsString> {
         std::fs::read_dir(format!("/proc/{pid}/task"))
             .map(|tasks| {
@@ -173,7 +174,7 @@ fn tokio_threads(pid: u32) -> usize {
                     .filter_map(|t| {
                         let t = t.ok()?;
                         let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
-                        comm.starts_with("tokio-").then(|| t.file_name())
+                        comm.starts_with(prefix).then(|| t.file_name())
                     })
                     .collect()
             })
@@ -186,12 +187,13 @@ fn tokio_threads(pid: u32) -> usize {
 
 /// `RssAnon` grew over hundreds of scrapes (issue 11: 64 -> 90 MB at L) because passes
 /// and renders ran on whichever of tokio's blocking threads was free, and each thread's
-/// glibc arena kept its own high-water mark. They run on one blocking thread now:
-/// however many scrapes of different bodies arrive at once, tokio never has more than its
-/// two workers and that thread. (The flat `RssAnon` itself is a benchmark row:
+/// glibc arena kept its own high-water mark. They run on one thread of their own now
+/// (`scrape-worker`): however many scrapes of different bodies arrive at once, there is
+/// that one thread, and tokio has its two workers and at most one blocking thread (the
+/// lifecycle rounds, one at a time). (The flat `RssAnon` itself is a benchmark row:
 /// `benches/targets.py --row memory`, docs/benchmarks.md.)
 #[test]
-fn test_issue_11_passes_and_renders_share_one_blocking_thread() {
+fn test_issue_11_passes_and_renders_share_one_thread() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let d = tempfile::tempdir().unwrap();
@@ -212,7 +214,7 @@ fn test_issue_11_passes_and_renders_share_one_blocking_thread() {
         let (most, stop) = (most.clone(), stop.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                most.fetch_max(tokio_threads(pid), Ordering::Relaxed);
+                most.fetch_max(threads_named(pid, "tokio-"), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(2));
             }
         })
@@ -238,4 +240,5 @@ fn test_issue_11_passes_and_renders_share_one_blocking_thread() {
     sampler.join().unwrap();
     let most = most.load(Ordering::Relaxed);
     assert!((2..=3).contains(&most), "{most} tokio threads at once");
+    assert_eq!(threads_named(pid, "scrape-worker"), 1);
 }
