@@ -14,6 +14,7 @@
 
 use super::Pipeline;
 use super::gzip::{self, GzipError};
+use super::recycle::Recycler;
 use super::worker::Worker;
 use crate::collect::Pass;
 use crate::model::{Family, FileIssue, Reason};
@@ -79,15 +80,18 @@ pub struct Scrape {
     bodies: Mutex<HashMap<BodyKey, Arc<OnceCell<Bytes>>>>,
     /// Renders on the thread of passes.
     worker: Arc<Worker>,
+    /// Where the bodies' buffers come from and go back to.
+    buffers: Arc<Recycler>,
 }
 
 impl Scrape {
-    fn new(started: Instant, families: Vec<Family>, worker: Arc<Worker>) -> Scrape {
+    fn new(started: Instant, families: Vec<Family>, flight: &Flight) -> Scrape {
         Scrape {
             started,
             families: Arc::new(families),
             bodies: Mutex::new(HashMap::new()),
-            worker,
+            worker: flight.worker.clone(),
+            buffers: flight.buffers.clone(),
         }
     }
 
@@ -107,9 +111,10 @@ impl Scrape {
             }
         };
         let (families, worker) = (self.families.clone(), self.worker.clone());
+        let buffers = self.buffers.clone();
         cell.get_or_try_init(|| async move {
             worker
-                .run(move || encode(&families, &key))
+                .run(move || encode(&families, &key, &buffers))
                 .await
                 .map_err(|panic| ScrapeError::Render(payload_message(panic)))?
                 .map_err(|err| ScrapeError::Render(format!("gzip: {err}")))
@@ -138,13 +143,20 @@ pub(super) fn payload_message(payload: Box<dyn std::any::Any + Send>) -> String 
 }
 
 /// Renders `families` (only samples named in the key's filter, if any) and compresses
-/// (one gzip member, on two threads for a large body: [`super::gzip`]).
+/// (one gzip member, on two threads for a large body: [`super::gzip`]), in a buffer of
+/// `buffers` that goes back to it when the body is done with.
 ///
 /// # Errors
 /// When the body could not be compressed.
-pub fn encode(families: &[Family], key: &BodyKey) -> Result<Bytes, GzipError> {
+pub fn encode(
+    families: &[Family],
+    key: &BodyKey,
+    buffers: &Arc<Recycler>,
+) -> Result<Bytes, GzipError> {
     crate::testpoint::panic("render");
-    let mut text = String::with_capacity(families.iter().map(|f| f.len() * 80 + 64).sum());
+    let room = families.iter().map(|f| f.len() * 80 + 64).sum();
+    // An empty buffer is valid UTF-8: the fallback is never taken.
+    let mut text = String::from_utf8(buffers.take(room)).unwrap_or_default();
     match &key.names {
         None => render::render(families, key.format, &mut text),
         Some(names) => {
@@ -156,9 +168,11 @@ pub fn encode(families: &[Family], key: &BodyKey) -> Result<Bytes, GzipError> {
         }
     }
     if !key.gzip {
-        return Ok(Bytes::from(text));
+        return Ok(buffers.bytes(text.into_bytes()));
     }
-    gzip::gzip(text.as_bytes()).map(Bytes::from)
+    let packed = gzip::gzip(text.as_bytes()).map(Bytes::from);
+    buffers.give(text.into_bytes());
+    packed
 }
 
 /// The merge state shared by all connections.
@@ -177,6 +191,7 @@ pub struct Flight {
     logged: Mutex<HashMap<(OsString, Reason), Instant>>,
     /// The thread every pass and render runs on ([`super::worker`]).
     worker: Arc<Worker>,
+    buffers: Arc<Recycler>,
 }
 
 impl Flight {
@@ -195,6 +210,7 @@ impl Flight {
             metrics,
             logged: Mutex::new(HashMap::new()),
             worker: Arc::new(Worker::start()?),
+            buffers: Arc::default(),
         })
     }
 
@@ -295,7 +311,7 @@ impl Flight {
         let own = self.metrics.families(&pass, ready);
         let mut families = pass.families;
         families.extend(own);
-        let scrape = Arc::new(Scrape::new(started, families, self.worker.clone()));
+        let scrape = Arc::new(Scrape::new(started, families, self));
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(scrape.clone());
         Ok(scrape)
     }

@@ -15,13 +15,15 @@
 //!
 //! [`flight`] runs the merge passes and keeps each pass's bodies; [`gzip`] compresses a
 //! body as one gzip member, in two halves on two threads when it is large;
-//! [`negotiate`] reads `Accept` and `Accept-Encoding`.
+//! [`negotiate`] reads `Accept` and `Accept-Encoding`; [`recycle`] hands the bodies'
+//! buffers from one pass to the next.
 
 mod conn;
 pub mod flight;
 pub mod gzip;
 mod lifecycle;
 pub mod negotiate;
+pub mod recycle;
 mod routes;
 pub mod worker;
 
