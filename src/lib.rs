@@ -32,6 +32,9 @@
 //! - [`selfmetrics`]: the table of the sidecar's own metrics.
 //! - [`parallel`]: the second thread of a scrape's CPU-bound parts (the steady reload,
 //!   the render), and how many threads the process may use.
+//! - [`web`]: `--web.config.file` (exporter-toolkit's schema): TLS as a rustls
+//!   configuration, client-certificate verifiers, basic auth against bcrypt hashes, the
+//!   rate limit, and reloading when the files change.
 //!
 //! The lifecycle: [`liveness`] proves which writers are dead, [`compact`] folds their
 //! files into archives and cleans stale directories, [`watch`] reports files appearing
@@ -42,9 +45,9 @@
 //! holds the fault injection points of the crash tests.
 //!
 //! Dependencies point one way (`tests/it/layout.rs` checks it): `model`, `format`,
-//! `dir`, `procfs`, `parallel` and `healthcheck` depend on nothing; `fold` on `model`;
-//! the stages on those; `render` on `model` (and `parallel`) only; `serve` on everything
-//! it drives.
+//! `dir`, `procfs`, `parallel`, `healthcheck` and `web` depend on nothing; `fold` on
+//! `model`; the stages on those; `render` on `model` (and `parallel`) only; `serve` on
+//! everything it drives.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -69,4 +72,5 @@ pub mod selfmetrics;
 pub mod serve;
 pub mod testpoint;
 pub mod watch;
+pub mod web;
 pub mod write;

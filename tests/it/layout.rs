@@ -139,6 +139,10 @@ fn test_issue_8_module_graph_has_no_cycle() {
         deps("healthcheck").is_empty(),
         "the healthcheck client depends on nothing"
     );
+    assert!(
+        deps("web").is_empty(),
+        "the web configuration depends on nothing (issue 12)"
+    );
     // The file format has one home: no other module spells the header or padding.
     for (m, _) in g.iter().filter(|(m, _)| m.as_str() != "format") {
         let text = source(m);
