@@ -70,14 +70,31 @@ fn serve_main(serve: Serve) -> anyhow::Result<()> {
         listen_address,
         pool,
         mut config,
+        web_config_file,
+        web_config_check,
+        probe,
     } = serve;
+    if let Some(path) = web_config_file {
+        let web = multiproc_exporter::web::Reloader::new(&path)
+            .map_err(|err| anyhow::anyhow!("{err} (--web.config.file)"))?;
+        if web_config_check {
+            println!("{}: good: {}", path.display(), web.loaded().describe());
+            return Ok(());
+        }
+        config.web = Some(std::sync::Arc::new(web));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = bind(&addrs, &listen_address)?;
+        let main = bind(&addrs, "--web.listen-address", &listen_address)?;
+        let probes = match &probe {
+            Some((addrs, spec)) => Some(bind(addrs, "--web.probe-address", spec)?),
+            None => None,
+        };
+        let listeners = serve::Listeners { main, probes };
         // Dropped at exit, which stops the workers and removes the demo directory.
         let _demo = match pool {
             Pool::App => None,
@@ -98,13 +115,17 @@ fn serve_main(serve: Serve) -> anyhow::Result<()> {
                 Some(pool)
             }
         };
-        serve::run(config, listener, shutdown_signal())
+        serve::run(config, listeners, shutdown_signal())
             .await
             .context("server failed")
     })
 }
 
-fn bind(addrs: &[std::net::SocketAddr], spec: &str) -> anyhow::Result<tokio::net::TcpListener> {
+fn bind(
+    addrs: &[std::net::SocketAddr],
+    flag: &str,
+    spec: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
     let mut last = None;
     for addr in addrs {
         match std::net::TcpListener::bind(addr) {
@@ -116,7 +137,7 @@ fn bind(addrs: &[std::net::SocketAddr], spec: &str) -> anyhow::Result<tokio::net
         }
     }
     Err(last.map_or_else(|| anyhow::anyhow!("no address"), anyhow::Error::from))
-        .with_context(|| format!("cannot listen on --web.listen-address {spec}"))
+        .with_context(|| format!("cannot listen on {flag} {spec}"))
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

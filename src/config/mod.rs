@@ -298,6 +298,28 @@ pub struct ServeArgs {
         default_value_t = DurationArg(DEFAULT_SHUTDOWN_TIMEOUT)
     )]
     pub shutdown_timeout: DurationArg,
+    /// TLS, mutual TLS, basic auth, response headers and a rate limit, in the YAML of
+    /// Prometheus' exporter-toolkit (docs/configuration.md). Re-read when it or a file
+    /// it names changes; a change that does not load keeps the last good one.
+    #[arg(
+        long = "web.config.file",
+        env = "MULTIPROC_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
+    /// Check --web.config.file and every file it names, print what would be served,
+    /// and exit: 0 when it is good, 1 naming the key that is not.
+    #[arg(long = "web.config.check", requires = "web_config_file")]
+    pub web_config_check: bool,
+    /// Also serve /healthz and /readyz, and nothing else, over plain HTTP on this
+    /// address (HOST:PORT or :PORT): probes that present no client certificate under
+    /// mutual TLS. Off unless given.
+    #[arg(
+        long = "web.probe-address",
+        env = "MULTIPROC_EXPORTER_WEB_PROBE_ADDRESS",
+        value_name = "ADDRESS"
+    )]
+    pub probe_address: Option<String>,
 }
 
 /// Flags of `render`.

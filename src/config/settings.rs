@@ -27,6 +27,9 @@ pub struct ServeConfig {
     pub dir_poll: Duration,
     /// Liveness and compaction settings.
     pub lifecycle: compact::Settings,
+    /// `--web.config.file`, loaded (TLS, basic auth, headers, rate limit); `None`
+    /// serves plain HTTP to anyone.
+    pub web: Option<std::sync::Arc<crate::web::Reloader>>,
 }
 
 impl ServeConfig {
@@ -46,6 +49,7 @@ impl ServeConfig {
                 DEFAULT_COMPACTION.is_on(),
                 DEFAULT_MIN_FREE_BYTES,
             ),
+            web: None,
         }
     }
 }
@@ -75,6 +79,12 @@ pub struct Serve {
     pub pool: Pool,
     /// The server's settings; see [`Pool`] for `dir`.
     pub config: ServeConfig,
+    /// `--web.config.file`, to load before serving (then [`ServeConfig::web`]).
+    pub web_config_file: Option<PathBuf>,
+    /// `--web.config.check`: only check that file.
+    pub web_config_check: bool,
+    /// `--web.probe-address` resolved, with the flag's value for messages.
+    pub probe: Option<(Vec<SocketAddr>, String)>,
 }
 
 /// Whose files `serve` serves.
@@ -108,6 +118,20 @@ impl ServeArgs {
             return Err(ConfigError::ZeroWriteTimeout);
         }
         let addrs = listen_addresses(&self.listen_address)?;
+        let probe = match self.probe_address {
+            Some(spec) => match listen_addresses(&spec) {
+                Ok(addrs) => Some((addrs, spec)),
+                Err(ConfigError::UnresolvableHost { host, reason, .. }) => {
+                    let why = format!("host {host:?} cannot be resolved: {reason}");
+                    return Err(ConfigError::ProbeAddress(spec, why));
+                }
+                Err(_) => {
+                    let why = "not HOST:PORT or :PORT".to_owned();
+                    return Err(ConfigError::ProbeAddress(spec, why));
+                }
+            },
+            None => None,
+        };
         let (pool, dir) = if self.demo {
             if self.dir.is_some() && !self.dir_from_env {
                 return Err(ConfigError::DemoWithDir);
@@ -135,12 +159,16 @@ impl ServeArgs {
                 self.compaction.is_on(),
                 self.min_free_bytes,
             ),
+            web: None,
         };
         Ok(Serve {
             addrs,
             listen_address: self.listen_address,
             pool,
             config,
+            web_config_file: self.web_config_file,
+            web_config_check: self.web_config_check,
+            probe,
         })
     }
 }
@@ -400,6 +428,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `--web.probe-address` is not usable: the value, and why.
+    #[error("--web.probe-address {0:?}: {1}")]
+    ProbeAddress(String, String),
     /// `--web.telemetry-path` is not usable.
     #[error("--web.telemetry-path {0:?} must start with '/' and not be /, /healthz or /readyz")]
     TelemetryPath(String),

@@ -22,9 +22,10 @@ use crate::compact::{Report, SkipReason};
 use crate::liveness::Evidence;
 use crate::model::{Family, LayoutBuilder, Reason};
 use crate::procfs;
+use crate::web::Reloader;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Prefix of every family we own.
@@ -56,6 +57,67 @@ impl ScrapeStage {
     }
 }
 
+/// Why a TLS handshake did not complete: the `reason` of
+/// `multiproc_exporter_tls_handshake_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// rustls refused it (no shared version or suite, a bad or missing client
+    /// certificate, a protocol error).
+    Refused,
+    /// Not done within `--web.header-timeout`.
+    Timeout,
+    /// The client spoke plain HTTP (answered `400`).
+    PlainHttp,
+}
+
+impl HandshakeFailure {
+    /// Every reason, for declaring the label values up front.
+    pub const ALL: [HandshakeFailure; 3] = [
+        HandshakeFailure::Refused,
+        HandshakeFailure::Timeout,
+        HandshakeFailure::PlainHttp,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeFailure::Refused => "refused",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::PlainHttp => "plain_http",
+        }
+    }
+}
+
+/// Why a request was answered without being served: the `reason` of
+/// `multiproc_exporter_http_requests_refused_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No credentials, or wrong ones (`401`).
+    Unauthorized,
+    /// Too many password checks waiting (`429`).
+    AuthBusy,
+    /// `rate_limit` ran out (`429`).
+    RateLimited,
+}
+
+impl Refusal {
+    /// Every reason, for declaring the label values up front.
+    pub const ALL: [Refusal; 3] = [
+        Refusal::Unauthorized,
+        Refusal::AuthBusy,
+        Refusal::RateLimited,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::AuthBusy => "auth_busy",
+            Refusal::RateLimited => "rate_limited",
+        }
+    }
+}
+
 /// Process-wide counters of the sidecar.
 #[derive(Debug, Default)]
 pub struct SelfMetrics {
@@ -71,6 +133,10 @@ pub struct SelfMetrics {
     durations: Mutex<DurationHistogram>,
     file_errors: Mutex<BTreeMap<Reason, u64>>,
     lifecycle: Mutex<LifecycleState>,
+    handshake_failures: [AtomicU64; HandshakeFailure::ALL.len()],
+    refused: [AtomicU64; Refusal::ALL.len()],
+    /// The web configuration in use, for its reload state and certificate expiry.
+    web: OnceLock<Arc<Reloader>>,
 }
 
 #[derive(Debug, Default)]
@@ -177,6 +243,21 @@ impl SelfMetrics {
     /// Records a scrape that ran out of its `X-Prometheus-Scrape-Timeout-Seconds`.
     pub fn timed_out(&self) {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a TLS handshake that did not complete.
+    pub fn handshake_failed(&self, why: HandshakeFailure) {
+        self.handshake_failures[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a request refused before it was served.
+    pub fn refused(&self, why: Refusal) {
+        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reports on `web` (set once, at start).
+    pub fn watch_web_config(&self, web: Arc<Reloader>) {
+        let _ = self.web.set(web);
     }
 
     /// Records a response body sent.

@@ -1,6 +1,9 @@
 //! The table of self-metrics: one row per family, with where its values come from.
 
-use super::{DURATION_BOUNDS, DurationHistogram, LifecycleState, ScrapeStage, SelfMetrics};
+use super::{
+    DURATION_BOUNDS, DurationHistogram, HandshakeFailure, LifecycleState, Refusal, ScrapeStage,
+    SelfMetrics,
+};
 use crate::collect::Pass;
 use crate::compact::SkipReason;
 use crate::liveness::Evidence;
@@ -189,6 +192,69 @@ pub static TABLE: &[Def] = &[
             for stage in ScrapeStage::ALL {
                 let n = i.m.failures[stage as usize].load(Ordering::Relaxed);
                 o.count(&[stage.as_str()], n)
+            }
+        },
+    ),
+    def(
+        "tls_handshake_failures",
+        Counter,
+        "TLS handshakes that did not complete, by reason: refused (by rustls: no shared version or suite, a missing or bad client certificate), timeout (--web.header-timeout), plain_http (answered 400). Only with --web.config.file.",
+        &["reason"],
+        |i, o| {
+            if i.m.web.get().is_some() {
+                for why in HandshakeFailure::ALL {
+                    let n = i.m.handshake_failures[why as usize].load(Ordering::Relaxed);
+                    o.count(&[why.as_str()], n)
+                }
+            }
+        },
+    ),
+    def(
+        "http_requests_refused",
+        Counter,
+        "Requests answered without being served, by reason: unauthorized (401), auth_busy (429: too many password checks waiting), rate_limited (429). Only with --web.config.file.",
+        &["reason"],
+        |i, o| {
+            if i.m.web.get().is_some() {
+                for why in Refusal::ALL {
+                    let n = i.m.refused[why as usize].load(Ordering::Relaxed);
+                    o.count(&[why.as_str()], n)
+                }
+            }
+        },
+    ),
+    def(
+        "web_config_last_reload_successful",
+        Gauge,
+        "1 when the last load of --web.config.file (at start or after a change) succeeded; 0 while a changed file does not load and the last good configuration is served.",
+        &[],
+        |i, o| {
+            if let Some(web) = i.m.web.get() {
+                o.set(&[], f64::from(u8::from(web.status().last_reload_ok)));
+            }
+        },
+    ),
+    def(
+        "web_config_reloads",
+        Counter,
+        "Loads of --web.config.file after a change, by result (success, failure).",
+        &["result"],
+        |i, o| {
+            if let Some(web) = i.m.web.get() {
+                let status = web.status();
+                o.count(&["success"], status.reloads);
+                o.count(&["failure"], status.reload_failures);
+            }
+        },
+    ),
+    def(
+        "tls_certificate_not_after_timestamp_seconds",
+        Gauge,
+        "When the serving certificate expires (its notAfter), in Unix seconds. Only when serving TLS.",
+        &[],
+        |i, o| {
+            if let Some(at) = i.m.web.get().and_then(|w| w.status().cert_not_after) {
+                o.set(&[], at as f64);
             }
         },
     ),

@@ -307,8 +307,8 @@ impl Body for ReplyBody {
 /// passes, writes fail with `TimedOut` (hyper then ends the connection) and the socket
 /// is closed with a reset, which drops the unsent bytes in the kernel too.
 #[derive(Debug)]
-pub(crate) struct Io {
-    stream: TcpStream,
+pub(crate) struct Io<S = TcpStream> {
+    stream: S,
     conn: Arc<Conn>,
     /// `--web.write-timeout`.
     timeout: Duration,
@@ -326,9 +326,27 @@ fn timed_out() -> io::Error {
     )
 }
 
-impl Io {
+/// A connection's byte stream: TCP, or TLS over TCP.
+pub(crate) trait Socket: AsyncRead + AsyncWrite + Unpin {
+    /// Makes closing the connection a reset (see [`Io`]).
+    fn reset_on_close(&self);
+}
+
+impl Socket for TcpStream {
+    fn reset_on_close(&self) {
+        let _ = self.set_zero_linger();
+    }
+}
+
+impl Socket for tokio_rustls::server::TlsStream<TcpStream> {
+    fn reset_on_close(&self) {
+        self.get_ref().0.reset_on_close();
+    }
+}
+
+impl<S: Socket> Io<S> {
     /// `stream` of `conn`, whose responses must each be written within `timeout`.
-    pub(crate) fn new(stream: TcpStream, conn: Arc<Conn>, timeout: Duration) -> Io {
+    pub(crate) fn new(stream: S, conn: Arc<Conn>, timeout: Duration) -> Io<S> {
         Io {
             stream,
             conn,
@@ -342,7 +360,7 @@ impl Io {
     fn guarded<T>(
         &mut self,
         cx: &mut Context<'_>,
-        write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
+        write: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         if !self.expired {
             let timeout = self.timeout;
@@ -367,12 +385,12 @@ impl Io {
         self.deadline = None;
         // Close with a reset: a graceful close would leave the unsent bytes queued in
         // the kernel for a client that does not read them.
-        let _ = self.stream.set_zero_linger();
+        self.stream.reset_on_close();
         self.conn.write_timed_out(self.timeout);
     }
 }
 
-impl AsyncRead for Io {
+impl<S: Socket> AsyncRead for Io<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -382,7 +400,7 @@ impl AsyncRead for Io {
     }
 }
 
-impl AsyncWrite for Io {
+impl<S: Socket> AsyncWrite for Io<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -18,6 +18,7 @@
 //! [`negotiate`] reads `Accept` and `Accept-Encoding`; [`recycle`] hands the bodies'
 //! buffers from one pass to the next.
 
+mod accept;
 mod conn;
 pub mod flight;
 pub mod gzip;
@@ -31,9 +32,6 @@ use crate::collect::Collector;
 use crate::compact::Lifecycle;
 use crate::selfmetrics::SelfMetrics;
 use flight::Flight;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::sync::Arc;
@@ -71,17 +69,43 @@ fn open_connection_cap() -> usize {
     usize::try_from(fds / 2).unwrap_or(usize::MAX).max(4)
 }
 
-/// Serves `config.dir` on `listener` until `shutdown` resolves, then drains.
+/// The sockets a server accepts on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Every endpoint, with the web configuration (TLS, basic auth) if any.
+    pub main: TcpListener,
+    /// `--web.probe-address`: `/healthz` and `/readyz` only, plain HTTP, no credentials.
+    pub probes: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(main: TcpListener) -> Listeners {
+        Listeners { main, probes: None }
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Surface {
+    Main,
+    Probes,
+}
+
+/// Serves `config.dir` on `listeners` until `shutdown` resolves, then drains.
 ///
 /// # Errors
 /// Only start-up errors; a bad file or an unreadable directory is reported in responses
 /// and logs, never by returning.
 pub async fn run(
     config: ServeConfig,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let Listeners { main, probes } = listeners.into();
     let metrics = Arc::new(SelfMetrics::default());
+    if let Some(web) = &config.web {
+        metrics.watch_web_config(web.clone());
+    }
     let pipeline = Pipeline {
         collector: Collector::new(&config.dir).with_file_limit(config.file_limit),
         lifecycle: Lifecycle::new(&config.dir, config.lifecycle.clone()),
@@ -97,58 +121,54 @@ pub async fn run(
     if started {
         lifecycle::run_tick(&app, true).await;
     }
-    let local = listener.local_addr()?;
-    tracing::info!(address = %local, dir = %config.dir.display(), path = %config.telemetry_path, "listening");
+    let local = main.local_addr()?;
+    let scheme = match config.web.as_ref().map(|w| w.loaded()) {
+        Some(web) if web.tls.is_some() => "https",
+        _ => "http",
+    };
+    tracing::info!(address = %local, scheme, dir = %config.dir.display(), path = %config.telemetry_path, "listening");
+    if let Some(p) = &probes {
+        tracing::info!(probes = %p.local_addr()?, "serving /healthz and /readyz over plain HTTP");
+    }
     let background = tokio::spawn(lifecycle::run(app.clone(), started));
 
     let graceful = GracefulShutdown::new();
     let slots = conn::Slots::new(open_connection_cap(), app.metrics.clone());
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(err) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let (accepted, surface) = tokio::select! {
+            a = main.accept() => (a, Surface::Main),
+            a = accept_on(probes.as_ref()) => (a, Surface::Probes),
             () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(err) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         // Out of connection slots, the connection idle longest is closed to make room;
         // with none idle this one is closed now rather than accepting stopped (which
-        // would queue health checks behind whoever holds the slots).
+        // would queue health checks behind whoever holds the slots). A TLS handshake
+        // holds its slot, idle, so a flood of handshakes cannot crowd out requests.
         let Some(tracked) = slots.admit(peer) else {
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = {
-            let (app, tracked) = (app.clone(), tracked.clone());
-            service_fn(move |req| {
-                tracked.request();
-                routes::handle(app.clone(), tracked.clone(), req)
-            })
+        let connection = accept::Connection {
+            app: app.clone(),
+            tracked,
+            peer,
+            surface,
         };
-        let io = conn::Io::new(stream, tracked.clone(), config.write_timeout);
-        let served = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.header_timeout)
-            .serve_connection(TokioIo::new(io), service);
-        let served = graceful.watch(served);
-        tokio::spawn(async move {
-            tokio::select! {
-                done = served => if let Err(err) = done {
-                    tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
-                },
-                // Dropping the connection closes it; idle, it has nothing unsent.
-                () = tracked.evicted() => {}
-            }
-        });
+        tokio::spawn(connection.serve(stream, graceful.watcher()));
     }
-    drop(listener);
+    drop(main);
+    drop(probes);
     background.abort();
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     tokio::select! {
@@ -158,4 +178,14 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }

@@ -1,9 +1,12 @@
 //! The endpoints: the telemetry path, `/healthz`, `/readyz`, and a landing page.
 
-use super::App;
 use super::conn::{Conn, ReplyBody};
 use super::flight::{BodyKey, ScrapeError};
 use super::negotiate::{accepts_gzip, negotiate};
+use super::{App, Surface};
+use crate::selfmetrics::Refusal;
+use crate::web::WebConfig;
+use crate::web::auth::Check;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -19,15 +22,88 @@ type Reply = Response<Full<Bytes>>;
 const TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
 
 /// Answers one request of connection `conn`.
+///
+/// With a web configuration, every path is behind its rate limit and basic auth (as in
+/// exporter-toolkit, which wraps the whole server), and its headers go on every answer.
+/// The probe listener serves `/healthz` and `/readyz` alone, to anyone.
 pub(crate) async fn handle(
     app: Arc<App>,
     conn: Arc<Conn>,
+    web: Option<Arc<WebConfig>>,
+    surface: Surface,
     req: Request<Incoming>,
 ) -> Result<Response<ReplyBody>, Infallible> {
+    let mut reply = match admit(&app, web.as_deref(), &req).await {
+        Some(refused) => refused,
+        None => route(&app, &conn, surface, &req).await,
+    };
+    if let Some(web) = &web {
+        for (name, value) in &web.headers {
+            if let (Ok(n), Ok(v)) = (
+                header::HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.as_str()),
+            ) {
+                reply.headers_mut().insert(n, v);
+            }
+        }
+    }
+    Ok(reply.map(|body| conn.body(body)))
+}
+
+/// The answer to a request the web configuration refuses (rate limit, credentials), or
+/// `None` to serve it. bcrypt runs on the blocking pool, never on an async thread.
+async fn admit(app: &App, web: Option<&WebConfig>, req: &Request<Incoming>) -> Option<Reply> {
+    let web = web?;
+    if web.rate_limit.as_ref().is_some_and(|limit| !limit.allow()) {
+        app.metrics.refused(Refusal::RateLimited);
+        return Some(text(StatusCode::TOO_MANY_REQUESTS, "too many requests\n"));
+    }
+    let auth = web.auth.as_ref()?;
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    let allowed = match auth.check(given) {
+        Check::Allowed => true,
+        Check::Denied => false,
+        Check::Verify(v) => tokio::task::spawn_blocking(move || v.run())
+            .await
+            .unwrap_or(false),
+        Check::Busy => {
+            app.metrics.refused(Refusal::AuthBusy);
+            return Some(text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many password checks at once, try again\n",
+            ));
+        }
+    };
+    if allowed {
+        return None;
+    }
+    app.metrics.refused(Refusal::Unauthorized);
+    let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"multiproc-exporter\", charset=\"UTF-8\""),
+    );
+    Some(r)
+}
+
+async fn route(
+    app: &Arc<App>,
+    conn: &Arc<Conn>,
+    surface: Surface,
+    req: &Request<Incoming>,
+) -> Reply {
     let path = req.uri().path();
     let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
     let head = req.method() == Method::HEAD;
-    let known = path == app.config.telemetry_path || matches!(path, "/healthz" | "/readyz" | "/");
+    let known = match surface {
+        Surface::Main => {
+            path == app.config.telemetry_path || matches!(path, "/healthz" | "/readyz" | "/")
+        }
+        Surface::Probes => matches!(path, "/healthz" | "/readyz"),
+    };
     let mut reply = if !known {
         text(StatusCode::NOT_FOUND, "not found\n")
     } else if !is_read {
@@ -36,13 +112,13 @@ pub(crate) async fn handle(
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         r
     } else if path == app.config.telemetry_path {
-        metrics(&app, &conn, &req).await
+        metrics(app, conn, req).await
     } else if path == "/healthz" {
         text(StatusCode::OK, "ok\n")
     } else if path == "/readyz" {
-        readyz(&app)
+        readyz(app)
     } else {
-        landing(&app)
+        landing(app)
     };
     if head {
         let len = reply.headers().get(header::CONTENT_LENGTH).cloned();
@@ -51,7 +127,7 @@ pub(crate) async fn handle(
             reply.headers_mut().insert(header::CONTENT_LENGTH, len);
         }
     }
-    Ok(reply.map(|body| conn.body(body)))
+    reply
 }
 
 fn text(status: StatusCode, body: &str) -> Reply {

@@ -134,6 +134,11 @@ impl Authenticator {
         })
     }
 
+    /// How many users are configured.
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+
     /// Decides what it can without bcrypt, given the `Authorization` header's value.
     pub fn check(self: &Arc<Self>, authorization: Option<&[u8]>) -> Check {
         let Some((user, password)) = authorization.and_then(basic_credentials) else {

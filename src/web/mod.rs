@@ -130,6 +130,29 @@ impl WebConfig {
         }
     }
 
+    /// One line on what is served with this configuration (for `--web.config.check`).
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        match &self.tls {
+            Some(tls) => parts.push(format!(
+                "TLS (client certificates: {:?}, certificate valid until {} Unix seconds)",
+                tls.client_auth, tls.not_after
+            )),
+            None => parts.push("plain HTTP".to_owned()),
+        }
+        if let Some(auth) = &self.auth {
+            parts.push(format!("basic auth for {} users", auth.users()));
+        }
+        if let Some(limit) = &self.rate_limit {
+            let s = limit.settings();
+            parts.push(format!("rate limit {s:?}"));
+        }
+        if !self.headers.is_empty() {
+            parts.push(format!("{} response headers", self.headers.len()));
+        }
+        parts.join(", ")
+    }
+
     /// The serving certificate's notAfter in Unix seconds, when serving TLS.
     pub fn cert_not_after(&self) -> Option<i64> {
         self.tls.as_ref().map(|t| t.not_after)

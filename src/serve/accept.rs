@@ -1,0 +1,133 @@
+//! One accepted connection: its TLS handshake when the web configuration asks for TLS,
+//! then HTTP/1.1.
+//!
+//! The web configuration is taken once per connection ([`Reloader::current`], which
+//! looks at its files at most once a second), so a rotated certificate or a changed
+//! user applies to every connection accepted after the change, and a connection keeps
+//! the configuration it was accepted with to its end: an in-flight scrape is never cut
+//! by a rotation.
+//!
+//! The handshake runs in the connection's task, within `--web.header-timeout`, and the
+//! connection holds its slot meanwhile, idle (so the eviction of [`super::conn`] applies
+//! to half-open handshakes too). A client that speaks plain HTTP to the TLS port gets
+//! the answer Go's server gives, `400 Bad Request` in plain text, instead of a TLS
+//! alert it cannot read.
+//!
+//! [`Reloader::current`]: crate::web::Reloader::current
+
+use super::conn::{self, Conn, Socket};
+use super::{App, Surface, routes};
+use crate::selfmetrics::HandshakeFailure;
+use crate::web::WebConfig;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::Watcher;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+/// What Go's `net/http` answers a plain-HTTP request on a TLS port.
+const PLAIN_HTTP_ON_TLS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// A connection admitted to a slot, before its first byte.
+pub(crate) struct Connection {
+    pub(crate) app: Arc<App>,
+    pub(crate) tracked: Arc<Conn>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) surface: Surface,
+}
+
+impl Connection {
+    /// Serves the connection to its end (or its eviction).
+    pub(crate) async fn serve(self, stream: TcpStream, watcher: Watcher) {
+        let web = match self.surface {
+            Surface::Main => self.app.config.web.as_ref().map(|w| w.current()),
+            Surface::Probes => None,
+        };
+        let Some(tls) = web.as_ref().and_then(|w| w.tls.as_ref()) else {
+            return self.http(stream, web, watcher).await;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+        let deadline = self.app.config.header_timeout;
+        let handshake = async {
+            if !starts_like_tls(&stream).await {
+                return Err(HandshakeFailure::PlainHttp);
+            }
+            acceptor.accept(stream).await.map_err(|err| {
+                tracing::debug!(peer = %self.peer, error = %err, "TLS handshake failed");
+                HandshakeFailure::Refused
+            })
+        };
+        let done = tokio::select! {
+            done = tokio::time::timeout(deadline, handshake) => done,
+            // Idle until the handshake is done: its slot may go to a newcomer.
+            () = self.tracked.evicted() => return,
+        };
+        match done {
+            Ok(Ok(stream)) => self.http(stream, web, watcher).await,
+            Ok(Err(failure)) => self.app.metrics.handshake_failed(failure),
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, timeout = ?deadline, "TLS handshake not done within --web.header-timeout");
+                self.app.metrics.handshake_failed(HandshakeFailure::Timeout);
+            }
+        }
+    }
+
+    async fn http<S: Socket + Send + 'static>(
+        self,
+        stream: S,
+        web: Option<Arc<WebConfig>>,
+        watcher: Watcher,
+    ) {
+        let Connection {
+            app,
+            tracked,
+            peer,
+            surface,
+        } = self;
+        let service = {
+            let (app, tracked) = (app.clone(), tracked.clone());
+            service_fn(move |req| {
+                tracked.request();
+                let web = web.clone();
+                routes::handle(app.clone(), tracked.clone(), web, surface, req)
+            })
+        };
+        let io = conn::Io::new(stream, tracked.clone(), app.config.write_timeout);
+        let served = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(app.config.header_timeout)
+            .serve_connection(TokioIo::new(io), service);
+        tokio::select! {
+            done = watcher.watch(served) => if let Err(err) = done {
+                tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
+            },
+            // Dropping the connection closes it; idle, it has nothing unsent.
+            () = tracked.evicted() => {}
+        }
+    }
+}
+
+/// Whether the client's first byte opens a TLS handshake; if it looks like plain HTTP
+/// instead, answers as Go does. A client that sends nothing is left to the deadline.
+async fn starts_like_tls(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) if first[0] == TLS_HANDSHAKE_RECORD => true,
+        Ok(1) if first[0].is_ascii_uppercase() => {
+            // Best effort, without waiting: the client may already be gone. What it
+            // sent is read first, so that closing does not reset the answer away.
+            let mut sink = [0u8; 4096];
+            let _ = stream.try_read(&mut sink);
+            let _ = stream.try_write(PLAIN_HTTP_ON_TLS);
+            false
+        }
+        // Something else: rustls answers it with an alert.
+        Ok(_) | Err(_) => true,
+    }
+}
