@@ -9,9 +9,9 @@
 //!
 //! The handshake runs in the connection's task, within `--web.header-timeout`, and the
 //! connection holds its slot meanwhile, idle (so the eviction of [`super::conn`] applies
-//! to half-open handshakes too). A client that speaks plain HTTP to the TLS port gets
-//! the answer Go's server gives, `400 Bad Request` in plain text, instead of a TLS
-//! alert it cannot read.
+//! to half-open handshakes too). Two openings get the answer Go's server gives instead
+//! of rustls's generic `handshake_failure`: plain HTTP gets `400 Bad Request` in plain
+//! text, and a ClientHello of TLS 1.1 or older a `protocol_version` alert.
 //!
 //! [`Reloader::current`]: crate::web::Reloader::current
 
@@ -55,8 +55,14 @@ impl Connection {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
         let deadline = self.app.config.header_timeout;
         let handshake = async {
-            if !starts_like_tls(&stream).await {
-                return Err(HandshakeFailure::PlainHttp);
+            let opening = opening(&stream).await;
+            if opening != Opening::Tls {
+                refuse(&stream, &opening);
+                tracing::debug!(peer = %self.peer, opening = ?opening, "refused before the TLS handshake");
+                return Err(match opening {
+                    Opening::PlainHttp => HandshakeFailure::PlainHttp,
+                    _ => HandshakeFailure::Refused,
+                });
             }
             acceptor.accept(stream).await.map_err(|err| {
                 tracing::debug!(peer = %self.peer, error = %err, "TLS handshake failed");
@@ -113,21 +119,59 @@ impl Connection {
     }
 }
 
-/// Whether the client's first byte opens a TLS handshake; if it looks like plain HTTP
-/// instead, answers as Go does. A client that sends nothing is left to the deadline.
-async fn starts_like_tls(stream: &TcpStream) -> bool {
-    let mut first = [0u8; 1];
-    match stream.peek(&mut first).await {
-        Ok(1) if first[0] == TLS_HANDSHAKE_RECORD => true,
-        Ok(1) if first[0].is_ascii_uppercase() => {
-            // Best effort, without waiting: the client may already be gone. What it
-            // sent is read first, so that closing does not reset the answer away.
-            let mut sink = [0u8; 4096];
-            let _ = stream.try_read(&mut sink);
-            let _ = stream.try_write(PLAIN_HTTP_ON_TLS);
-            false
+/// What a connection's first bytes say.
+#[derive(Debug, PartialEq, Eq)]
+enum Opening {
+    /// A handshake record of TLS 1.2 or later: for rustls.
+    Tls,
+    /// A ClientHello whose highest version is below TLS 1.2 (a TLS 1.3 hello says 1.2
+    /// there too): answered with a `protocol_version` alert, as Go's server does.
+    TooOld,
+    /// Plain HTTP: answered `400` as Go's server does.
+    PlainHttp,
+}
+
+/// Peeks at the client's first bytes, without reading them, and answers the two cases
+/// rustls would only refuse with an alert the client cannot tell apart
+/// (`handshake_failure`). Whatever else comes is rustls's to refuse.
+async fn opening(stream: &TcpStream) -> Opening {
+    // Record header (type, version, length), handshake type and length, client version.
+    let mut head = [0u8; 11];
+    loop {
+        let Ok(n) = stream.peek(&mut head).await else {
+            return Opening::Tls;
+        };
+        match head.first() {
+            _ if n == 0 => return Opening::Tls,
+            Some(&TLS_HANDSHAKE_RECORD) if n >= head.len() => break,
+            Some(&TLS_HANDSHAKE_RECORD) => {
+                // The hello is still arriving; the caller's deadline bounds the wait.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Some(b) if b.is_ascii_uppercase() => return Opening::PlainHttp,
+            _ => return Opening::Tls,
         }
-        // Something else: rustls answers it with an alert.
-        Ok(_) | Err(_) => true,
     }
+    const CLIENT_HELLO: u8 = 1;
+    if head[5] == CLIENT_HELLO && (head[9], head[10]) < (3, 3) {
+        Opening::TooOld
+    } else {
+        Opening::Tls
+    }
+}
+
+/// A fatal `protocol_version` alert (RFC 8446 section 6), in a TLS 1.0 record.
+const PROTOCOL_VERSION_ALERT: [u8; 7] = [0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46];
+
+/// Answers what [`opening`] found, best effort and without waiting (the client may be
+/// gone): what it sent is read first, so that closing does not reset the answer away.
+fn refuse(stream: &TcpStream, opening: &Opening) {
+    let answer: &[u8] = match opening {
+        Opening::Tls => return,
+        Opening::TooOld => &PROTOCOL_VERSION_ALERT,
+        Opening::PlainHttp => PLAIN_HTTP_ON_TLS,
+    };
+    let mut sink = [0u8; 4096];
+    let _ = stream.try_read(&mut sink);
+    let _ = stream.try_write(answer);
 }

@@ -60,7 +60,13 @@ pub(crate) struct App {
     /// Scrapes served at once (`--web.max-connections`), each until its response is
     /// written; health checks take none.
     pub(crate) scrapes: Arc<Semaphore>,
+    /// The thread of basic auth's bcrypt checks, at the lowest priority (with a web
+    /// configuration).
+    pub(crate) bcrypt: Option<worker::Worker>,
 }
+
+/// The nice value of the bcrypt thread: the lowest priority.
+const BCRYPT_NICE: i32 = 19;
 
 /// How many connections may be open at once: half the descriptor limit (the rest is for
 /// the directory's files).
@@ -114,6 +120,10 @@ pub async fn run(
         flight: Arc::new(Flight::new(pipeline, metrics.clone())?),
         metrics,
         scrapes: Arc::new(Semaphore::new(config.max_connections.max(1))),
+        bcrypt: match config.web {
+            Some(_) => Some(worker::Worker::start_named("bcrypt", Some(BCRYPT_NICE))?),
+            None => None,
+        },
         config: config.clone(),
     });
     // Finish a crashed compaction and clean a stale directory before the first scrape.

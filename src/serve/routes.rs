@@ -51,7 +51,8 @@ pub(crate) async fn handle(
 }
 
 /// The answer to a request the web configuration refuses (rate limit, credentials), or
-/// `None` to serve it. bcrypt runs on the blocking pool, never on an async thread.
+/// `None` to serve it. bcrypt runs on a thread of its own at the lowest priority, never
+/// on an async thread.
 async fn admit(app: &App, web: Option<&WebConfig>, req: &Request<Incoming>) -> Option<Reply> {
     let web = web?;
     if web.rate_limit.as_ref().is_some_and(|limit| !limit.allow()) {
@@ -66,9 +67,10 @@ async fn admit(app: &App, web: Option<&WebConfig>, req: &Request<Incoming>) -> O
     let allowed = match auth.check(given) {
         Check::Allowed => true,
         Check::Denied => false,
-        Check::Verify(v) => tokio::task::spawn_blocking(move || v.run())
-            .await
-            .unwrap_or(false),
+        Check::Verify(v) => match &app.bcrypt {
+            Some(thread) => thread.run(move || v.run()).await.unwrap_or(false),
+            None => false,
+        },
         Check::Busy => {
             app.metrics.refused(Refusal::AuthBusy);
             return Some(text(

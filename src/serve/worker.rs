@@ -24,15 +24,32 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the thread.
+    /// Starts the thread of passes and renders.
     ///
     /// # Errors
     /// When no thread can be started.
     pub fn start() -> std::io::Result<Worker> {
+        Worker::start_named("scrape-worker", None)
+    }
+
+    /// Starts a thread named `name`, at the nice value `nice` if given (on Linux the
+    /// nice value is the thread's own): the password checks of basic auth run at the
+    /// lowest priority, so a flood of wrong passwords takes only the CPU that scrapes
+    /// leave (issue 12).
+    ///
+    /// # Errors
+    /// When no thread can be started.
+    pub fn start_named(name: &str, nice: Option<i32>) -> std::io::Result<Worker> {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let label = name.to_owned();
         std::thread::Builder::new()
-            .name("scrape-worker".into())
+            .name(name.into())
             .spawn(move || {
+                if let Some(nice) = nice
+                    && let Err(err) = rustix::process::setpriority_process(None, nice)
+                {
+                    tracing::warn!(thread = %label, nice, error = %err, "cannot lower the thread's priority");
+                }
                 for job in queue {
                     job();
                 }

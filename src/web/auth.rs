@@ -5,7 +5,8 @@
 //! A check is split in two, so the async threads never run bcrypt:
 //! [`Authenticator::check`] is cheap (header decoding, a constant-time user lookup, a
 //! cache lookup) and either decides or hands back a [`Verification`], whose
-//! [`run`](Verification::run) does the bcrypt work and is meant for `spawn_blocking`.
+//! [`run`](Verification::run) does the bcrypt work, on a thread of the caller's that is
+//! not an async worker (the server's lowest-priority bcrypt thread).
 //!
 //! As exporter-toolkit does (`web/handler.go`, `web/cache.go`):
 //!

@@ -94,3 +94,7 @@ mod migration;
 
 /// The benchmark generators of `benches/` cannot drift apart (issue 11).
 mod bench_shape;
+
+/// `--web.config.file`: TLS, mutual TLS, basic auth, rotation, with curl and openssl
+/// (issue 12).
+mod web;
