@@ -176,6 +176,14 @@ fn test_issue_12_tls_and_basic_auth_with_curl() {
     let metrics = crate::util::request("GET", &format!("http://{probe}/metrics"), &[]);
     assert_eq!(metrics.status, 404, "the probe listener serves no metrics");
     let own = curl(&s, "/metrics", &["-u", "alice:s3cret"]).body;
+    // docs/operations.md documents what a scrape under a web configuration adds.
+    let plain = Server::start(&["--dir", tmp.path().join("mp").to_str().unwrap()]);
+    let plain = crate::docs::exposed_self_metrics(&plain.get("/metrics", &[]).text());
+    let added: std::collections::BTreeMap<_, _> = crate::docs::exposed_self_metrics(&own)
+        .into_iter()
+        .filter(|(k, _)| !plain.contains_key(k))
+        .collect();
+    assert_eq!(added, crate::docs::documented_self_metrics(true));
     for line in [
         "multiproc_exporter_tls_handshake_failures_total{reason=\"plain_http\"} 1",
         "multiproc_exporter_http_requests_refused_total{reason=\"unauthorized\"} 4",
