@@ -175,6 +175,16 @@ fn test_issue_12_tls_and_basic_auth_with_curl() {
     assert_eq!(ready.status, 200);
     let metrics = crate::util::request("GET", &format!("http://{probe}/metrics"), &[]);
     assert_eq!(metrics.status, 404, "the probe listener serves no metrics");
+    // docs/configuration.md: the healthcheck command probes the probe listener.
+    let check = Command::new(crate::util::BIN)
+        .args(["healthcheck", "--url", &format!("http://{probe}/healthz")])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let own = curl(&s, "/metrics", &["-u", "alice:s3cret"]).body;
     // docs/operations.md documents what a scrape under a web configuration adds.
     let plain = Server::start(&["--dir", tmp.path().join("mp").to_str().unwrap()]);
@@ -623,4 +633,22 @@ const FLOOD_PAUSE: Duration = Duration::from_millis(25);
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `rate_limit` answers `429` once its bucket is empty, on plain HTTP too, and counts it;
+/// `http_server_config.headers` go on every answer, a refusal included.
+#[test]
+fn test_issue_12_rate_limit_and_headers_without_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        "rate_limit:\n  interval: 1h\n  burst: 3\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n",
+    );
+    let s = serve(tmp.path(), &config, &[]);
+    let answers: Vec<_> = (0..4).map(|_| s.get("/healthz", &[])).collect();
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    for a in &answers {
+        assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+    }
 }
