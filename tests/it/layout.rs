@@ -181,3 +181,24 @@ fn test_issue_11_number_spelling_has_one_home() {
         }
     }
 }
+
+/// Issue 12: rustls has exactly one crypto provider compiled in (ring): with two, rustls
+/// cannot pick a process default and panics at run time. Cargo.lock is the build's whole
+/// dependency graph, fuzz/Cargo.lock the fuzz crate's.
+#[test]
+fn test_issue_12_one_crypto_provider() {
+    for lock in ["Cargo.lock", "fuzz/Cargo.lock"] {
+        let text = std::fs::read_to_string(format!("{}/{lock}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("read {lock}: {e}"));
+        let has = |name: &str| text.contains(&format!("name = \"{name}\"\n"));
+        assert!(has("ring"), "{lock}: ring is the provider");
+        for other in [
+            "aws-lc-rs",
+            "aws-lc-sys",
+            "rustls-openssl",
+            "rustls-graviola",
+        ] {
+            assert!(!has(other), "{lock}: a second crypto provider, {other}");
+        }
+    }
+}
