@@ -18,7 +18,7 @@
 use super::conn::{self, Conn, Socket};
 use super::{App, Surface, routes};
 use crate::selfmetrics::HandshakeFailure;
-use crate::web::WebConfig;
+use crate::web::{Reloader, WebConfig};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -45,9 +45,9 @@ pub(crate) struct Connection {
 impl Connection {
     /// Serves the connection to its end (or its eviction).
     pub(crate) async fn serve(self, stream: TcpStream, watcher: Watcher) {
-        let web = match self.surface {
-            Surface::Main => self.app.config.web.as_ref().map(|w| w.current()),
-            Surface::Probes => None,
+        let web = match (self.surface, &self.app.config.web) {
+            (Surface::Main, Some(web)) => Some(current(web).await),
+            _ => None,
         };
         let Some(tls) = web.as_ref().and_then(|w| w.tls.as_ref()) else {
             return self.http(stream, web, watcher).await;
@@ -116,6 +116,19 @@ impl Connection {
             // Dropping the connection closes it; idle, it has nothing unsent.
             () = tracked.evicted() => {}
         }
+    }
+}
+
+/// The web configuration for a new connection. Once a second its files are looked at,
+/// and loaded again if they changed: that file IO runs on the blocking pool.
+async fn current(web: &Arc<Reloader>) -> Arc<WebConfig> {
+    if !web.check_due() {
+        return web.loaded();
+    }
+    let reloader = web.clone();
+    match tokio::task::spawn_blocking(move || reloader.current()).await {
+        Ok(config) => config,
+        Err(_) => web.loaded(),
     }
 }
 

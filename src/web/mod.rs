@@ -172,8 +172,20 @@ pub fn resolve(base: &Path, path: &str) -> PathBuf {
 
 /// Reads at most [`MAX_FILE_BYTES`] of `path`, refusing a larger file rather than
 /// reading part of it.
+///
+/// Only a regular file is read: it is opened without blocking (a FIFO or a device named
+/// by mistake must not hang the server) and refused if it is anything else.
 pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, Problem> {
-    let file = std::fs::File::open(path).map_err(Problem::Unreadable)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(Problem::Unreadable)?;
+    let meta = file.metadata().map_err(Problem::Unreadable)?;
+    if !meta.is_file() {
+        return Err(Problem::Refused("not a regular file".into()));
+    }
     let mut buf = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut buf)

@@ -146,6 +146,15 @@ impl Reloader {
         self.loaded()
     }
 
+    /// Whether [`Reloader::current`] would look at the files now: the caller can then
+    /// call it where file IO may block (the server: on the blocking pool, never on an
+    /// async thread).
+    pub fn check_due(&self) -> bool {
+        self.watch
+            .try_lock()
+            .is_ok_and(|watch| watch.last_check.elapsed() >= self.check_every)
+    }
+
     /// Looks at the files now, whatever the interval; reloads if they changed. Returns
     /// whether a new configuration was loaded.
     pub fn check_now(&self) -> bool {

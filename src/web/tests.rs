@@ -570,6 +570,27 @@ fn a_missing_or_huge_config_is_refused() {
     );
 }
 
+/// A FIFO or a device named by mistake is refused at once, not waited on (a reload runs
+/// while the server serves).
+#[test]
+fn test_issue_12_a_fifo_or_a_device_is_refused_without_blocking() {
+    let site = Site::new();
+    let fifo = site.dir.path().join("key.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let started = std::time::Instant::now();
+    let yaml = "tls_server_config:\n  cert_file: server.crt\n  key_file: key.fifo\n";
+    site.refuses(yaml, "tls_server_config.key_file", "not a regular file");
+    let yaml = "tls_server_config:\n  cert_file: /dev/zero\n  key_file: server.key\n";
+    site.refuses(yaml, "tls_server_config.cert_file", "not a regular file");
+    let err = WebConfig::load(&fifo).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
 proptest! {
     /// The parser never panics, on any text or on YAML-looking noise.
     #[test]
