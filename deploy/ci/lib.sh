@@ -79,11 +79,13 @@ wait_http() {
 }
 
 # Scrapes URL (the sidecar's /metrics) into file $2 until it shows a file absorbed by
-# compaction (a dead worker's files folded), for at most 20 s; fails if none was.
+# compaction (a dead worker's files folded), for at most 20 s; fails if none was. Any
+# further arguments go to curl (TLS and credentials).
 wait_absorbed() {
   local url=$1 out=$2 absorbed=0
+  shift 2
   for _ in $(seq 100); do
-    curl -fsS "$url" > "$out"
+    curl -fsS "$@" "$url" > "$out"
     absorbed=$(awk '$1 == "multiproc_exporter_files_absorbed_total" { print $2 }' "$out")
     [ "${absorbed%.*}" -gt 0 ] 2>/dev/null && return 0
     sleep 0.2

@@ -14,7 +14,9 @@ variant of deploy/kubernetes as NAME.yaml (base.yaml, classic.yaml, ...); and
    holds deploy/grafana/multiproc-exporter.json byte for byte.
 3. What docs/deployment.md ("Kubernetes") says of the pod in every variant: the
    securityContext, the memory-backed emptyDir, the probes, the port, the resources,
-   where the sidecar sits, and how Prometheus finds it.
+   where the sidecar sits, and how Prometheus finds it; in overlays/tls, the Secret
+   volume, the probe port and the PodMonitor's https, tlsConfig and basicAuth, and
+   that they fit the example Secrets and web.yml of that overlay (tls_promises).
 
 Run from the repository's root.
 """
@@ -36,6 +38,11 @@ KINDS = {"PodMonitor": v1.PodMonitor, "ServiceMonitor": v1.ServiceMonitor,
 RULE_FILES = ["deploy/prometheus/multiproc-exporter.rules.yml",
               "deploy/prometheus/app.rules.yml"]
 DASHBOARD = "deploy/grafana/multiproc-exporter.json"
+TLS = "deploy/kubernetes/overlays/tls"
+# The sidecar's ports: the metrics (behind TLS and basic auth in overlays/tls) and, in
+# overlays/tls only, the plain-HTTP probe listener.
+PORT, PROBE_PORT = 9867, 9868
+WEB_DIR = "/etc/multiproc-exporter/web"
 
 
 def make_strict():
@@ -145,15 +152,38 @@ def pod_promises(name, docs):
             fail(where, f"{c['name']}: the metrics volume is not mounted at /run/metrics")
         if {"name": "PROMETHEUS_MULTIPROC_DIR", "value": "/run/metrics"} not in c.get("env", []):
             fail(where, f"{c['name']}: PROMETHEUS_MULTIPROC_DIR is not /run/metrics")
-    if sidecar.get("ports") != [{"name": "metrics", "containerPort": 9867, "protocol": "TCP"}]:
+    tls = name == "tls"
+    ports = [{"name": "metrics", "containerPort": PORT, "protocol": "TCP"}]
+    if tls:
+        ports.insert(0, {"name": "probe", "containerPort": PROBE_PORT, "protocol": "TCP"})
+    if sidecar.get("ports") != ports:
         fail(where, f"the sidecar's ports: {sidecar.get('ports')}")
+    probe_port = PROBE_PORT if tls else PORT
     for probe in ("startupProbe", "livenessProbe"):
-        if sidecar.get(probe, {}).get("httpGet") != {"path": "/healthz", "port": 9867}:
-            fail(where, f"the sidecar's {probe} is not on /healthz, port 9867 (a number)")
+        if sidecar.get(probe, {}).get("httpGet") != {"path": "/healthz", "port": probe_port}:
+            fail(where, f"the sidecar's {probe} is not on /healthz, port {probe_port} (a number)")
+    web_env = {e["name"]: e.get("value") for e in sidecar.get("env", [])
+               if e["name"] in ("MULTIPROC_EXPORTER_WEB_CONFIG_FILE",
+                                "MULTIPROC_EXPORTER_WEB_PROBE_ADDRESS")}
+    if web_env != ({"MULTIPROC_EXPORTER_WEB_CONFIG_FILE": f"{WEB_DIR}/web.yml",
+                    "MULTIPROC_EXPORTER_WEB_PROBE_ADDRESS": f":{PROBE_PORT}"} if tls else {}):
+        fail(where, f"the sidecar's web config and probe address (overlays/tls only): {web_env}")
+    web_volumes = [v for v in pod["volumes"] if v["name"] != "metrics"]
+    web_mounts = {c["name"]: [m for m in c.get("volumeMounts", []) if m["name"] != "metrics"]
+                  for c in (app, sidecar)}
+    if tls:
+        if web_volumes != [{"name": "web", "secret": {
+                "secretName": "multiproc-exporter-web", "defaultMode": 0o440, "optional": False}}]:
+            fail(where, f"the web volume is not the Secret multiproc-exporter-web, 0440: {web_volumes}")
+        if web_mounts != {"app": [], "multiproc-exporter": [
+                {"name": "web", "mountPath": WEB_DIR, "readOnly": True}]}:
+            fail(where, f"the web Secret is not mounted read-only at {WEB_DIR} in the sidecar alone: {web_mounts}")
+    elif web_volumes or any(web_mounts.values()):
+        fail(where, f"volumes other than metrics: {web_volumes}, {web_mounts}")
     readiness = sidecar.get("readinessProbe")
     if name == "readiness":
-        if not readiness or readiness.get("httpGet") != {"path": "/readyz", "port": 9867}:
-            fail(where, "no readiness probe on /readyz, port 9867")
+        if not readiness or readiness.get("httpGet") != {"path": "/readyz", "port": PORT}:
+            fail(where, f"no readiness probe on /readyz, port {PORT}")
     elif readiness:
         fail(where, "a readiness probe on the sidecar (only overlays/readiness has one)")
     if sidecar.get("resources") != {"requests": {"cpu": "10m", "memory": "32Mi"},
@@ -193,11 +223,85 @@ def pod_promises(name, docs):
         fail(where, "the monitor does not scrape the port named metrics")
     if {"targetLabel": "job", "replacement": "multiproc-exporter"} not in endpoint.get("relabelings", []):
         fail(where, "the monitor does not set job=\"multiproc-exporter\" (the rules select it)")
+    scrape = {k: endpoint[k] for k in ("scheme", "tlsConfig", "basicAuth") if k in endpoint}
+    if tls:
+        tls_promises(where, monitor, scrape, pod)
+    elif scrape:
+        fail(where, f"the monitor's {sorted(scrape)} (overlays/tls only)")
     for doc in docs:
         if doc["apiVersion"].startswith("monitoring.coreos.com/"):
             has = doc["metadata"].get("labels", {}).get("release") == "kube-prometheus-stack"
             if has != (name == "kube-prometheus-stack"):
                 fail(where, f"{doc['kind']} {doc['metadata']['name']}: the release label")
+
+
+def tls_promises(where, monitor, scrape, pod):
+    """overlays/tls beyond the pod: the PodMonitor's https, tlsConfig (the CA from the
+    sidecar's Secret, a serverName) and basicAuth (from a Secret of Prometheus' own);
+    the example Secrets (secret.example.yaml) hold every key the pod, web.yml and the
+    PodMonitor use, and their web.yml is ./web.yml to the byte; web.yml names the
+    Secret's files relative to the mount and has its mutual TLS alternative; and the
+    PodMonitor's mutual TLS alternative, commented out in kustomization.yaml, passes
+    the operator's schema."""
+    want = {"scheme": "https",
+            "tlsConfig": {"ca": {"secret": {"name": "multiproc-exporter-web", "key": "ca.crt"}},
+                          "serverName": "multiproc-exporter"},
+            "basicAuth": {"username": {"name": "multiproc-exporter-scrape", "key": "username"},
+                          "password": {"name": "multiproc-exporter-scrape", "key": "password"}}}
+    if scrape != want:
+        fail(where, f"the PodMonitor's scheme, tlsConfig and basicAuth: {scrape}, not {want}")
+    example = f"{TLS}/secret.example.yaml"
+    secrets = {d["metadata"]["name"]: d for d in yaml.safe_load_all(open(example)) if d}
+    example_keys = {n: list(d.get("stringData", {})) for n, d in secrets.items() if d["kind"] == "Secret"}
+    want_keys = {"multiproc-exporter-web": ["web.yml", "tls.crt", "tls.key", "ca.crt"],
+                 "multiproc-exporter-scrape": ["username", "password"]}
+    if example_keys != want_keys:
+        fail(example, f"the Secrets and their keys: {example_keys}, not {want_keys}")
+    web = open(f"{TLS}/web.yml").read()
+    if secrets["multiproc-exporter-web"]["stringData"]["web.yml"] != web:
+        fail(example, f"web.yml is not the text of {TLS}/web.yml")
+    config = yaml.safe_load(web)
+    files = {k: v for k, v in config["tls_server_config"].items() if k.endswith("_file")}
+    if files != {"cert_file": "tls.crt", "key_file": "tls.key"}:
+        fail(f"{TLS}/web.yml", f"the files are not the Secret's tls.crt and tls.key: {files}")
+    for line in ("  # client_auth_type: RequireAndVerifyClientCert", "  # client_ca_file: ca.crt"):
+        if line not in web.splitlines():
+            fail(f"{TLS}/web.yml", f"no mutual TLS alternative {line.strip()!r}")
+    # Every Secret key that the pod, web.yml (the mTLS alternative too) and the
+    # PodMonitor use is in the example Secrets.
+    (mounted,) = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+    refs = [(mounted, k) for k in ["web.yml", *files.values(), "ca.crt"]]
+    refs.append((scrape["tlsConfig"]["ca"]["secret"]["name"], scrape["tlsConfig"]["ca"]["secret"]["key"]))
+    refs += [(r["name"], r["key"]) for r in scrape["basicAuth"].values()]
+    for secret, key in refs:
+        if key not in example_keys.get(secret, []):
+            fail(where, f"the Secret key {secret}/{key} is not in {example}")
+    if list(config["basic_auth_users"]) != [secrets["multiproc-exporter-scrape"]["stringData"]["username"]]:
+        fail(where, "web.yml's one user is not the scrape Secret's username")
+    # The mutual TLS alternative of the PodMonitor, commented out in kustomization.yaml,
+    # passes the operator's schema too, with the client's certificate and key from the
+    # scrape Secret.
+    lines = open(f"{TLS}/kustomization.yaml").read().splitlines()
+    start = [i for i, line in enumerate(lines) if line.strip() == "# cert:"]
+    if len(start) != 1:
+        fail(f"{TLS}/kustomization.yaml", "no one commented tlsConfig.cert (mutual TLS)")
+    indent = lines[start[0]].index("#")
+    block = []
+    for line in lines[start[0]:]:
+        if not line.startswith(" " * indent + "# "):
+            break
+        block.append(line[indent + 2:])
+    mtls = yaml.safe_load("\n".join(block))
+    want = {"cert": {"secret": {"name": "multiproc-exporter-scrape", "key": "tls.crt"}},
+            "keySecret": {"name": "multiproc-exporter-scrape", "key": "tls.key"}}
+    if mtls != want:
+        fail(f"{TLS}/kustomization.yaml", f"the commented mutual TLS alternative: {mtls}, not {want}")
+    monitor = copy.deepcopy(monitor)
+    monitor["spec"]["podMetricsEndpoints"][0]["tlsConfig"].update(mtls)
+    try:
+        check(monitor)
+    except pydantic.ValidationError as err:
+        fail(f"{TLS}/kustomization.yaml", f"the PodMonitor with mutual TLS:\n{err}")
 
 
 def matches(selector, labels):

@@ -142,7 +142,12 @@ impl ServeArgs {
             };
             (pool, PathBuf::new())
         } else {
-            let dir = resolve_dir(self.dir).map_err(|_| ConfigError::NoServeDir)?;
+            // `--web.config.check` serves nothing: no directory needed.
+            let dir = match resolve_dir(self.dir) {
+                Ok(dir) => dir,
+                Err(_) if self.web_config_check => PathBuf::new(),
+                Err(_) => return Err(ConfigError::NoServeDir),
+            };
             (Pool::App, dir)
         };
         let config = ServeConfig {

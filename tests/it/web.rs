@@ -535,14 +535,11 @@ fn test_issue_12_bad_configs_exit_1_naming_the_key() {
         }
     }
     let good = write_config(tmp.path(), &format!("{tls}  key_file: server.key\n"));
+    // A check needs no directory.
     let out = Command::new(crate::util::BIN)
-        .args([
-            "--dir",
-            data.to_str().unwrap(),
-            "--web.config.file",
-            &good,
-            "--web.config.check",
-        ])
+        .args(["--web.config.file", &good, "--web.config.check"])
+        .env_remove("PROMETHEUS_MULTIPROC_DIR")
+        .env_remove("prometheus_multiproc_dir")
         .output()
         .unwrap();
     assert_eq!(
