@@ -88,7 +88,7 @@ fn serve_main(serve: Serve) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let main = bind(&addrs, "--web.listen-address", &listen_address)?;
         let probes = match &probe {
             Some((addrs, spec)) => Some(bind(addrs, "--web.probe-address", spec)?),
@@ -118,7 +118,11 @@ fn serve_main(serve: Serve) -> anyhow::Result<()> {
         serve::run(config, listeners, shutdown_signal())
             .await
             .context("server failed")
-    })
+    });
+    // A blocking task stuck in the kernel (a file system that hangs a `stat`) must not
+    // keep the process from exiting after its shutdown deadline.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served
 }
 
 fn bind(

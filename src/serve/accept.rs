@@ -46,7 +46,7 @@ impl Connection {
     /// Serves the connection to its end (or its eviction).
     pub(crate) async fn serve(self, stream: TcpStream, watcher: Watcher) {
         let web = match (self.surface, &self.app.config.web) {
-            (Surface::Main, Some(web)) => Some(current(web).await),
+            (Surface::Main, Some(web)) => Some(current(web, self.app.config.header_timeout).await),
             _ => None,
         };
         let Some(tls) = web.as_ref().and_then(|w| w.tls.as_ref()) else {
@@ -121,14 +121,19 @@ impl Connection {
 
 /// The web configuration for a new connection. Once a second its files are looked at,
 /// and loaded again if they changed: that file IO runs on the blocking pool.
-async fn current(web: &Arc<Reloader>) -> Arc<WebConfig> {
+///
+/// A check that takes longer than `wait` (a file system that hangs) is not waited for:
+/// the connection goes on with the configuration loaded, and no other check starts
+/// until that one ends.
+async fn current(web: &Arc<Reloader>, wait: std::time::Duration) -> Arc<WebConfig> {
     if !web.check_due() {
         return web.loaded();
     }
     let reloader = web.clone();
-    match tokio::task::spawn_blocking(move || reloader.current()).await {
-        Ok(config) => config,
-        Err(_) => web.loaded(),
+    let check = tokio::task::spawn_blocking(move || reloader.current());
+    match tokio::time::timeout(wait, check).await {
+        Ok(Ok(config)) => config,
+        Ok(Err(_)) | Err(_) => web.loaded(),
     }
 }
 
@@ -150,6 +155,10 @@ enum Opening {
 async fn opening(stream: &TcpStream) -> Opening {
     // Record header (type, version, length), handshake type and length, client version.
     let mut head = [0u8; 11];
+    // Backed off: a peer that sends one byte and stalls (or closes: a peek cannot see
+    // the end behind unread bytes) would otherwise be polled 200 times a second until
+    // the deadline.
+    let mut pause = std::time::Duration::from_millis(5);
     loop {
         let Ok(n) = stream.peek(&mut head).await else {
             return Opening::Tls;
@@ -159,14 +168,18 @@ async fn opening(stream: &TcpStream) -> Opening {
             Some(&TLS_HANDSHAKE_RECORD) if n >= head.len() => break,
             Some(&TLS_HANDSHAKE_RECORD) => {
                 // The hello is still arriving; the caller's deadline bounds the wait.
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
             }
             Some(b) if b.is_ascii_uppercase() => return Opening::PlainHttp,
             _ => return Opening::Tls,
         }
     }
     const CLIENT_HELLO: u8 = 1;
-    if head[5] == CLIENT_HELLO && (head[9], head[10]) < (3, 3) {
+    // Only when the first record holds the hello's header and version: a hello
+    // fragmented into records of a few bytes is legal, and rustls joins it.
+    let record_len = u16::from_be_bytes([head[3], head[4]]);
+    if head[5] == CLIENT_HELLO && record_len >= 6 && (head[9], head[10]) < (3, 3) {
         Opening::TooOld
     } else {
         Opening::Tls

@@ -33,7 +33,7 @@ pub(crate) async fn handle(
     surface: Surface,
     req: Request<Incoming>,
 ) -> Result<Response<ReplyBody>, Infallible> {
-    let mut reply = match admit(&app, web.as_deref(), &req).await {
+    let mut reply = match admit(&app, &conn, web.as_deref(), &req).await {
         Some(refused) => refused,
         None => route(&app, &conn, surface, &req).await,
     };
@@ -53,18 +53,23 @@ pub(crate) async fn handle(
 /// The answer to a request the web configuration refuses (rate limit, credentials), or
 /// `None` to serve it. bcrypt runs on a thread of its own at the lowest priority, never
 /// on an async thread.
-async fn admit(app: &App, web: Option<&WebConfig>, req: &Request<Incoming>) -> Option<Reply> {
+async fn admit(
+    app: &App,
+    conn: &Conn,
+    web: Option<&WebConfig>,
+    req: &Request<Incoming>,
+) -> Option<Reply> {
     let web = web?;
     if web.rate_limit.as_ref().is_some_and(|limit| !limit.allow()) {
         app.metrics.refused(Refusal::RateLimited);
-        return Some(text(StatusCode::TOO_MANY_REQUESTS, "too many requests\n"));
+        return Some(too_many("too many requests\n"));
     }
     let auth = web.auth.as_ref()?;
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    let allowed = match auth.check(given) {
+    let allowed = match auth.check_from(Some(conn.peer().ip()), given) {
         Check::Allowed => true,
         Check::Denied => false,
         Check::Verify(v) => match &app.bcrypt {
@@ -73,10 +78,7 @@ async fn admit(app: &App, web: Option<&WebConfig>, req: &Request<Incoming>) -> O
         },
         Check::Busy => {
             app.metrics.refused(Refusal::AuthBusy);
-            return Some(text(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many password checks at once, try again\n",
-            ));
+            return Some(too_many("too many password checks at once, try again\n"));
         }
     };
     if allowed {
@@ -89,6 +91,14 @@ async fn admit(app: &App, web: Option<&WebConfig>, req: &Request<Incoming>) -> O
         HeaderValue::from_static("Basic realm=\"multiproc-exporter\", charset=\"UTF-8\""),
     );
     Some(r)
+}
+
+/// `429 Too Many Requests`, to be tried again in a second.
+fn too_many(body: &str) -> Reply {
+    let mut r = text(StatusCode::TOO_MANY_REQUESTS, body);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 async fn route(

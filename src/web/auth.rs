@@ -1,6 +1,6 @@
 //! `basic_auth_users`: `Authorization: Basic` checked against bcrypt hashes, without
-//! letting a flood of wrong passwords burn the CPU that scrapes need, or timing tell
-//! which users exist.
+//! letting a flood of wrong passwords burn the CPU that scrapes need, or the lookup's
+//! timing tell which users exist.
 //!
 //! A check is split in two, so the async threads never run bcrypt:
 //! [`Authenticator::check`] is cheap (header decoding, a constant-time user lookup, a
@@ -10,10 +10,10 @@
 //!
 //! As exporter-toolkit does (`web/handler.go`, `web/cache.go`):
 //!
-//! - An unknown user is verified against a real hash all the same and then refused, so
-//!   the answer takes as long as for a known user. exporter-toolkit uses a fixed hash of
-//!   cost 10; we use the configured hash of the highest cost, so a user with cost 12
-//!   is not told apart from an unknown one by a shorter answer.
+//! - An unknown user is verified against a real hash all the same and then refused.
+//!   exporter-toolkit uses a fixed hash of cost 10; we use the configured hash of the
+//!   highest cost, so the costliest users are not told apart from unknown ones. Users of
+//!   a lower cost answer faster: give every user the same cost (docs/security.md).
 //! - Results are cached, keyed by user, hash and password together (exporter-toolkit
 //!   keys by their hex concatenation; we key by a SHA-256 of them, so no password is
 //!   kept in memory), 100 entries. A changed hash never matches an old entry.
@@ -23,7 +23,8 @@
 //! Differences, both for floods: successes and failures are cached apart (oldest
 //! evicted first), so a flood of distinct wrong passwords cannot push the scrapers'
 //! credentials out and make every scrape wait for bcrypt; and at most
-//! [`MAX_WAITING`] verifications wait for bcrypt at once, beyond which
+//! [`MAX_WAITING`] verifications wait for bcrypt at once ([`MAX_WAITING_PER_PEER`] of
+//! one client address), beyond which
 //! [`Check::Busy`] is answered without any bcrypt (the server answers it as
 //! `429 Too Many Requests`, never as success).
 //!
@@ -35,7 +36,8 @@ use super::Problem;
 use super::error::Fault;
 use base64::Engine as _;
 use ring::digest::{SHA256, digest};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,6 +48,11 @@ pub const CACHE_SIZE: usize = 100;
 
 /// Verifications that may wait for bcrypt at once; more are answered [`Check::Busy`].
 pub const MAX_WAITING: usize = 8;
+
+/// Of those, verifications from one client address: one flooding address cannot take
+/// every place, so new credentials from elsewhere (Prometheus after a restart or a
+/// password rotation) still reach bcrypt.
+pub const MAX_WAITING_PER_PEER: usize = 2;
 
 /// The header's scheme, compared without case (as Go's `Request.BasicAuth`).
 const SCHEME: &[u8] = b"basic ";
@@ -63,6 +70,8 @@ pub struct Authenticator {
     bcrypt: Mutex<()>,
     /// Verifications handed out and not yet finished.
     waiting: AtomicUsize,
+    /// The same by client address (only addresses with one pending).
+    waiting_by_peer: Mutex<HashMap<IpAddr, usize>>,
 }
 
 #[derive(Debug)]
@@ -97,6 +106,8 @@ pub struct Verification {
     password: Vec<u8>,
     /// Whether the user exists (else `hash` is the dummy and the answer is no).
     known: bool,
+    /// The client address it counts against, if any.
+    peer: Option<IpAddr>,
 }
 
 impl Authenticator {
@@ -132,6 +143,7 @@ impl Authenticator {
             cache: Mutex::new(Cache::default()),
             bcrypt: Mutex::new(()),
             waiting: AtomicUsize::new(0),
+            waiting_by_peer: Mutex::new(HashMap::new()),
         })
     }
 
@@ -140,8 +152,19 @@ impl Authenticator {
         self.users.len()
     }
 
-    /// Decides what it can without bcrypt, given the `Authorization` header's value.
+    /// Decides what it can without bcrypt, given the `Authorization` header's value,
+    /// for a client whose address is not known.
     pub fn check(self: &Arc<Self>, authorization: Option<&[u8]>) -> Check {
+        self.check_from(None, authorization)
+    }
+
+    /// [`Authenticator::check`] for a client at `peer`: at most
+    /// [`MAX_WAITING_PER_PEER`] of its verifications wait at once.
+    pub fn check_from(
+        self: &Arc<Self>,
+        peer: Option<IpAddr>,
+        authorization: Option<&[u8]>,
+    ) -> Check {
         let Some((user, password)) = authorization.and_then(basic_credentials) else {
             return Check::Denied;
         };
@@ -152,17 +175,34 @@ impl Authenticator {
             Some(_) => return Check::Denied,
             None => {}
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Check::Busy;
+        if let Some(ip) = peer {
+            let mut by_peer = self.by_peer();
+            let n = by_peer.entry(ip).or_default();
+            if *n >= MAX_WAITING_PER_PEER {
+                return Check::Busy;
+            }
+            *n += 1;
         }
-        Check::Verify(Verification {
+        // From here on the Verification's drop gives both places back.
+        let verification = Verification {
             auth: self.clone(),
             key,
             hash,
             password,
             known,
-        })
+            peer,
+        };
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+            drop(verification);
+            return Check::Busy;
+        }
+        Check::Verify(verification)
+    }
+
+    fn by_peer(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.waiting_by_peer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The user's hash, or the dummy one: every user is compared, in constant time.
@@ -240,6 +280,15 @@ impl Verification {
 impl Drop for Verification {
     fn drop(&mut self) {
         self.auth.waiting.fetch_sub(1, Ordering::AcqRel);
+        if let Some(ip) = self.peer {
+            let mut by_peer = self.auth.by_peer();
+            if let Some(n) = by_peer.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    by_peer.remove(&ip);
+                }
+            }
+        }
     }
 }
 

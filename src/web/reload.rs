@@ -22,7 +22,7 @@
 //! read is seen as changed at the next check; when a reload names other files than
 //! before, it is read again with stamps of the new set.
 
-use super::{Error, WebConfig};
+use super::{Error, Problem, WebConfig};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -197,7 +197,13 @@ impl Reloader {
             }
             return false;
         }
-        match load(&self.path, paths) {
+        let loaded = load(&self.path, paths).and_then(|(config, seen)| {
+            match downgrade(&self.loaded(), &config) {
+                Some(why) => Err(Error::new(&self.path, "", Problem::Refused(why.into()))),
+                None => Ok((config, seen)),
+            }
+        });
+        match loaded {
             Ok((mut config, seen)) => {
                 watch.seen = seen;
                 watch.failed = None;
@@ -243,6 +249,21 @@ impl Reloader {
             .last_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// Why a reload from `old` to `new` is refused as a downgrade: the listener's scheme is
+/// fixed at start (as in exporter-toolkit), and a file read empty or cut short while
+/// being rewritten in place must not turn TLS or basic auth off.
+fn downgrade(old: &WebConfig, new: &WebConfig) -> Option<&'static str> {
+    if old.tls.is_some() && new.tls.is_none() {
+        Some("it turns TLS off; the listener serves HTTPS until a restart")
+    } else if old.tls.is_none() && new.tls.is_some() {
+        Some("it turns TLS on; the listener serves plain HTTP until a restart")
+    } else if old.auth.is_some() && new.auth.is_none() {
+        Some("it removes every basic_auth_users entry; restart to turn basic auth off")
+    } else {
+        None
     }
 }
 

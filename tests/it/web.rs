@@ -584,12 +584,30 @@ fn test_issue_12_wrong_password_flood_leaves_scrapes_their_pace() {
         t[n / 2]
     };
     scrape();
-    let calm = p50(30);
+    // Other tests share the machine: a try whose figures the neighbours disturbed is
+    // taken again, up to three times; a flood that really slows scrapes fails all three.
+    let mut tries = Vec::new();
+    for _ in 0..3 {
+        let calm = p50(30);
+        let (flooded, sent) = under_flood(&s.url("/metrics"), || p50(30));
+        assert!(sent > 50, "the flood ran: {sent} requests");
+        tries.push((calm, flooded, sent));
+        if flooded <= calm * 2 {
+            return;
+        }
+    }
+    panic!(
+        "p50 under a flood of wrong passwords more than 2x the calm one in every try (calm, flooded, requests): {tries:?}"
+    );
+}
+
+/// Runs `measure` while [`FLOODERS`] clients send new wrong passwords to `url`: what it
+/// measured, and how many wrong passwords were sent.
+fn under_flood<T>(url: &str, measure: impl FnOnce() -> T) -> (T, u64) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let url = s.url("/metrics");
     let flooders: Vec<_> = (0..FLOODERS)
         .map(|i| {
-            let (stop, url) = (stop.clone(), url.clone());
+            let (stop, url) = (stop.clone(), url.to_owned());
             std::thread::spawn(move || {
                 let mut sent = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -610,15 +628,10 @@ fn test_issue_12_wrong_password_flood_leaves_scrapes_their_pace() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
-    let flooded = p50(30);
+    let measured = measure();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let sent: u64 = flooders.into_iter().map(|t| t.join().unwrap()).sum();
-    eprintln!("flood: {sent} requests; p50 {flooded:?} flooded, {calm:?} calm");
-    assert!(sent > 50, "the flood ran: {sent} requests");
-    assert!(
-        flooded <= calm * 2,
-        "p50 {flooded:?} under a flood of {sent} wrong passwords, {calm:?} without"
-    );
+    let sent = flooders.into_iter().map(|t| t.join().unwrap()).sum();
+    (measured, sent)
 }
 
 /// Clients sending wrong passwords, each a new one every [`FLOOD_PAUSE`] after its

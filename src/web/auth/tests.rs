@@ -207,3 +207,32 @@ fn bad_hashes_are_refused() {
     assert_eq!(key, "basic_auth_users.alice");
     assert!(matches!(problem, Problem::BadHash(_)));
 }
+
+/// One flooding address holds at most [`MAX_WAITING_PER_PEER`] places: a client at
+/// another address still reaches bcrypt, and the places come back when the checks end.
+#[test]
+fn test_issue_12_one_address_cannot_take_every_place() {
+    let auth = users(&[("alice", "s3cr3t", 4)]);
+    let flooder: IpAddr = "10.0.0.66".parse().unwrap();
+    let scraper: IpAddr = "10.0.0.9".parse().unwrap();
+    let wrong = |i: usize| header("alice", &format!("w{i}"));
+    let held: Vec<Check> = (0..MAX_WAITING_PER_PEER)
+        .map(|i| auth.check_from(Some(flooder), Some(&wrong(i))))
+        .collect();
+    assert!(held.iter().all(|c| matches!(c, Check::Verify(_))));
+    let more = auth.check_from(Some(flooder), Some(&wrong(99)));
+    assert!(matches!(more, Check::Busy), "{more:?}");
+    let Check::Verify(v) = auth.check_from(Some(scraper), Some(&header("alice", "s3cr3t"))) else {
+        panic!("the scraper's new credentials wait for bcrypt");
+    };
+    assert!(v.run());
+    drop(held);
+    assert!(matches!(
+        auth.check_from(Some(flooder), Some(&wrong(100))),
+        Check::Verify(_)
+    ));
+    assert!(
+        auth.by_peer().len() <= 1,
+        "addresses with nothing pending are forgotten"
+    );
+}

@@ -223,3 +223,49 @@ fn state_carries_over_a_reload() {
         "the spent token stays spent"
     );
 }
+
+/// A config emptied or cut short while rewritten in place must not turn TLS or basic
+/// auth off: the reload is refused and the last good configuration stays.
+#[test]
+fn a_reload_that_drops_tls_or_auth_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "server");
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let full = format!("{CONFIG}basic_auth_users:\n  alice: {hash}\n");
+    replace(dir.path(), "web.yml", full.as_bytes());
+    let r = Reloader::new(&dir.path().join("web.yml"))
+        .unwrap()
+        .with_check_interval(Duration::ZERO);
+    for cut in ["", "tls_server_config:\n", CONFIG] {
+        std::fs::write(dir.path().join("web.yml"), cut).unwrap();
+        let c = r.current();
+        assert!(
+            c.tls.is_some() && c.auth.is_some(),
+            "{cut:?} kept the last good"
+        );
+        assert!(!r.status().last_reload_ok, "{cut:?} is a failed reload");
+    }
+}
+
+/// A FIFO named as a certificate does not block the reload (an async worker).
+#[test]
+fn a_fifo_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    install(dir.path(), "server");
+    replace(dir.path(), "web.yml", CONFIG.as_bytes());
+    let r = Reloader::new(&dir.path().join("web.yml"))
+        .unwrap()
+        .with_check_interval(Duration::ZERO);
+    std::fs::remove_file(dir.path().join("tls.crt")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dir.path().join("tls.crt"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    assert!(r.current().tls.is_some());
+    let error = r.status().last_error.unwrap();
+    assert!(error.contains("not a regular file"), "{error}");
+}
