@@ -222,8 +222,22 @@ pub fn parse(text: &str) -> Result<Raw, (String, Problem)> {
     });
     parsed.map_err(|err| {
         let key = path.unwrap_or_else(|| ".".to_owned());
-        (key, Problem::Schema(err.to_string()))
+        duplicate_key(&key, &err.to_string())
+            .unwrap_or_else(|| (key, Problem::Schema(err.to_string())))
     })
+}
+
+/// A key given twice, in the user's terms: the parser names its own option and leaves
+/// the key out of the path (`basic_auth_users.?`).
+fn duplicate_key(path: &str, message: &str) -> Option<(String, Problem)> {
+    let (_, rest) = message.split_once("duplicate mapping key: ")?;
+    let (name, tail) = rest.split_once(", set DuplicateKeyPolicy in Options if acceptable")?;
+    let parent = path.strip_suffix('?').unwrap_or(path).trim_end_matches('.');
+    let key = match parent {
+        "" => name.to_owned(),
+        p => format!("{p}.{name}"),
+    };
+    Some((key, Problem::Schema(format!("given twice{tail}"))))
 }
 
 /// `http_server_config.headers`, checked as exporter-toolkit checks them: only the names

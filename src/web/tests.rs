@@ -245,8 +245,8 @@ fn schema_refusals_name_the_key() {
         ),
         (
             "tls_server_config:\n  cert_file: a\n  cert_file: b\n",
-            "tls_server_config.?",
-            "duplicate mapping key",
+            "tls_server_config.cert_file",
+            "given twice",
         ),
         ("rate_limit:\n  burst: many\n", "rate_limit.burst", ""),
         ("- 1\n- 2\n", ".", ""),
@@ -567,6 +567,23 @@ fn a_missing_or_huge_config_is_refused() {
             .unwrap_err()
             .to_string()
             .contains("not UTF-8")
+    );
+}
+
+/// A key given twice is named, and the message speaks of the file, not of the parser.
+#[test]
+fn test_issue_12_a_key_given_twice_is_named() {
+    let site = Site::new();
+    let err = site.refuses(
+        "basic_auth_users:\n  alice: x\n  alice: y\n",
+        "basic_auth_users.alice",
+        "given twice at line 3",
+    );
+    assert!(!err.to_string().contains("DuplicateKeyPolicy"), "{err}");
+    site.refuses(
+        "rate_limit: {}\nrate_limit: {}\n",
+        "rate_limit",
+        "given twice",
     );
 }
 
