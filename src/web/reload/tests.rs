@@ -24,6 +24,15 @@ fn install(dir: &Path, cert: &str) {
     );
 }
 
+/// A reloader of `dir/web.yml`, written as `yaml` first, that looks at its files at
+/// every call.
+fn watching(dir: &Path, yaml: &str) -> Reloader {
+    replace(dir, "web.yml", yaml.as_bytes());
+    Reloader::new(&dir.join("web.yml"))
+        .unwrap()
+        .with_check_interval(Duration::ZERO)
+}
+
 /// Days the serving certificate has left, rounded (the test PKI's are 30 and 60).
 fn days_left(r: &Reloader) -> i64 {
     let now = std::time::SystemTime::now()
@@ -37,10 +46,7 @@ fn days_left(r: &Reloader) -> i64 {
 fn replaced_files_are_reloaded() {
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), "server");
-    replace(dir.path(), "web.yml", CONFIG.as_bytes());
-    let r = Reloader::new(&dir.path().join("web.yml"))
-        .unwrap()
-        .with_check_interval(Duration::ZERO);
+    let r = watching(dir.path(), CONFIG);
     assert_eq!(days_left(&r), 30);
     assert!(!r.check_now(), "nothing changed");
     install(dir.path(), "server-next");
@@ -92,10 +98,7 @@ fn a_data_symlink_swap_is_followed() {
 fn an_invalid_file_keeps_the_last_good_configuration() {
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), "server");
-    replace(dir.path(), "web.yml", CONFIG.as_bytes());
-    let r = Reloader::new(&dir.path().join("web.yml"))
-        .unwrap()
-        .with_check_interval(Duration::ZERO);
+    let r = watching(dir.path(), CONFIG);
     let good = r.current();
     replace(
         dir.path(),
@@ -137,10 +140,7 @@ fn an_invalid_file_keeps_the_last_good_configuration() {
 fn a_file_that_appears_later_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), "server");
-    replace(dir.path(), "web.yml", CONFIG.as_bytes());
-    let r = Reloader::new(&dir.path().join("web.yml"))
-        .unwrap()
-        .with_check_interval(Duration::ZERO);
+    let r = watching(dir.path(), CONFIG);
     replace(
         dir.path(),
         "web.yml",
@@ -195,10 +195,7 @@ fn state_carries_over_a_reload() {
     let hash = bcrypt::hash("pw", 4).unwrap();
     let yaml =
         format!("basic_auth_users:\n  alice: {hash}\nrate_limit:\n  interval: 1h\n  burst: 1\n");
-    replace(dir.path(), "web.yml", yaml.as_bytes());
-    let r = Reloader::new(&dir.path().join("web.yml"))
-        .unwrap()
-        .with_check_interval(Duration::ZERO);
+    let r = watching(dir.path(), &yaml);
     let header = b"Basic YWxpY2U6cHc=";
     let first = r.current();
     let crate::web::auth::Check::Verify(v) = first.auth.as_ref().unwrap().check(Some(header))
@@ -232,10 +229,7 @@ fn a_reload_that_drops_tls_or_auth_is_refused() {
     install(dir.path(), "server");
     let hash = bcrypt::hash("pw", 4).unwrap();
     let full = format!("{CONFIG}basic_auth_users:\n  alice: {hash}\n");
-    replace(dir.path(), "web.yml", full.as_bytes());
-    let r = Reloader::new(&dir.path().join("web.yml"))
-        .unwrap()
-        .with_check_interval(Duration::ZERO);
+    let r = watching(dir.path(), &full);
     for cut in ["", "tls_server_config:\n", CONFIG] {
         std::fs::write(dir.path().join("web.yml"), cut).unwrap();
         let c = r.current();
@@ -252,10 +246,7 @@ fn a_reload_that_drops_tls_or_auth_is_refused() {
 fn a_fifo_is_refused_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), "server");
-    replace(dir.path(), "web.yml", CONFIG.as_bytes());
-    let r = Reloader::new(&dir.path().join("web.yml"))
-        .unwrap()
-        .with_check_interval(Duration::ZERO);
+    let r = watching(dir.path(), CONFIG);
     std::fs::remove_file(dir.path().join("tls.crt")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
